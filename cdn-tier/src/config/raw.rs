@@ -1,0 +1,149 @@
+//! The config file as serde reads it: documented fields, defaults, unknown fields rejected.
+//! `super::validate` turns this into the domain types the tiers use; nothing else sees it.
+
+use super::units::{ByteSize, Dur, Prefix};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct File {
+    pub origin: Origin,
+    pub shield: Shield,
+    pub edge: Edge,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Origin {
+    /// Address the origin-adapter listens on.
+    pub listen: SocketAddr,
+    /// Where objects live: `local: {root}` or `s3: {...}`.
+    #[serde(with = "serde_yaml::with::singleton_map")]
+    pub backend: Backend,
+    /// How long one backend operation may take before the client gets a 504.
+    #[serde(default = "default_origin_timeout")]
+    pub timeout: Dur,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub(super) enum Backend {
+    /// A directory on this machine (relative paths are relative to the config file).
+    Local { root: PathBuf },
+    /// An S3-compatible bucket. Credentials come from the environment only.
+    S3(S3),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct S3 {
+    /// Endpoint URL; omit for AWS itself.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Path-style addressing (`endpoint/bucket/key`), as most self-hosted servers want.
+    #[serde(default = "yes")]
+    pub path_style: bool,
+    /// Allow a plain-HTTP endpoint.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Key prefix inside the bucket under which the served tree lives.
+    #[serde(default)]
+    pub prefix: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Shield {
+    pub listen: SocketAddr,
+    /// The origin-adapter this shield fetches misses from.
+    pub origin: SocketAddr,
+    pub cache: Cache,
+    /// Time to connect to the upstream.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Time to wait for each read from the upstream.
+    #[serde(default = "default_upstream_timeout")]
+    pub upstream_timeout: Dur,
+    /// Worker threads; default: one per core.
+    pub threads: Option<usize>,
+    /// How long a stop waits for requests in flight.
+    #[serde(default = "default_grace")]
+    pub grace_period: Dur,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Edge {
+    pub listen: SocketAddr,
+    /// Shields this edge fetches misses from, in order of preference.
+    pub shields: Vec<SocketAddr>,
+    pub cache: Cache,
+    /// Time to connect to the upstream.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Time to wait for each read from the upstream.
+    #[serde(default = "default_upstream_timeout")]
+    pub upstream_timeout: Dur,
+    /// Worker threads; default: one per core.
+    pub threads: Option<usize>,
+    /// How long a stop waits for requests in flight.
+    #[serde(default = "default_grace")]
+    pub grace_period: Dur,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Cache {
+    /// Bytes the memory tier may hold.
+    pub memory: ByteSize,
+    /// Largest object the cache stores; larger ones are streamed through uncached.
+    /// Default: 128MiB, or the memory size if that is smaller.
+    pub max_object: Option<ByteSize>,
+    /// Disk tier: where and how much.
+    pub disk: Option<Disk>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Disk {
+    pub path: PathBuf,
+    pub size: ByteSize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Route {
+    pub prefix: Prefix,
+    /// Freshness lifetime given to objects under this prefix.
+    pub ttl: Dur,
+    /// Whether the tiers may cache objects under this prefix at all.
+    #[serde(default = "yes")]
+    pub cache: bool,
+    /// Whether the edge requires a token for this prefix.
+    #[serde(default)]
+    pub auth: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_origin_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(10))
+}
+fn default_connect_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(2))
+}
+fn default_upstream_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(15))
+}
+fn default_grace() -> Dur {
+    Dur(std::time::Duration::from_secs(5))
+}

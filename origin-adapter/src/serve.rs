@@ -1,0 +1,228 @@
+//! One request → one response: method and path checks, route policy, preconditions, range,
+//! then the object's bytes streamed from the store (never held whole in memory).
+
+use crate::conditional::Validators;
+use crate::error::OriginError;
+use crate::path::object_key;
+use crate::range::{self, RangeRequest};
+use bytes::Bytes;
+use cdn_tier::config::{RoutePolicy, Routes};
+use futures::StreamExt;
+use http::header::{
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED,
+    RANGE,
+};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::Frame;
+use object_store::{Attribute, GetOptions, GetRange, GetResult, GetResultPayload, ObjectStore};
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub type Body = UnsyncBoxBody<Bytes, io::Error>;
+
+/// Chunk size for reading local files.
+const FILE_CHUNK: usize = 256 * 1024;
+
+/// Serves objects from one store under the configured routes.
+pub struct Origin {
+    store: Arc<dyn ObjectStore>,
+    routes: Routes,
+    timeout: Duration,
+}
+
+impl Origin {
+    pub fn new(store: Arc<dyn ObjectStore>, routes: Routes, timeout: Duration) -> Self {
+        Origin { store, routes, timeout }
+    }
+
+    /// Answers one request; failures become their status code with a short body.
+    pub async fn handle<B>(&self, req: &Request<B>) -> Response<Body> {
+        match self.respond(req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                if e.is_server_error() {
+                    tracing::warn!(path = %req.uri().path(), error = %e, "origin request failed");
+                }
+                error_response(&e)
+            }
+        }
+    }
+
+    async fn respond<B>(&self, req: &Request<B>) -> Result<Response<Body>, OriginError> {
+        let head_only = match *req.method() {
+            Method::GET => false,
+            Method::HEAD => true,
+            _ => return Err(OriginError::MethodNotAllowed),
+        };
+        let path = req.uri().path();
+        let key = object_key(path).map_err(|b| OriginError::BadPath(b.0))?;
+        let policy = self.routes.policy(path).ok_or(OriginError::NoRoute)?;
+        if key.is_empty() || key.ends_with('/') {
+            return Err(OriginError::NotFound);
+        }
+        let location = object_store::path::Path::parse(&key)
+            .map_err(|_| OriginError::BadPath("not a valid object key"))?;
+        let headers = req.headers();
+        let has_range = headers.contains_key(RANGE);
+        let conditional = headers.contains_key(http::header::IF_NONE_MATCH)
+            || headers.contains_key(http::header::IF_MODIFIED_SINCE);
+
+        if !head_only && !has_range && !conditional {
+            // The common case, one backend call: an unconditional GET of the whole object.
+            let result = self.get(&location, GetOptions::default()).await?;
+            return Ok(self.object_response(result, policy, StatusCode::OK, None, true));
+        }
+
+        let info = self.get(&location, GetOptions { head: true, ..Default::default() }).await?;
+        let validators = Validators::new(info.meta.e_tag.as_deref(), info.meta.last_modified.into());
+        if validators.not_modified(headers) {
+            let mut resp = Response::builder().status(StatusCode::NOT_MODIFIED);
+            let h = resp.headers_mut().expect("builder has no error yet");
+            put_validators(h, &validators);
+            h.insert(CACHE_CONTROL, cache_control(policy).parse().expect("ascii"));
+            return Ok(resp.body(empty()).expect("valid response"));
+        }
+        let size = info.meta.size;
+        let wanted = match headers.get(RANGE).and_then(|v| v.to_str().ok()) {
+            Some(value) if validators.if_range_holds(headers) => range::parse(value, size),
+            _ => RangeRequest::Full,
+        };
+        match wanted {
+            RangeRequest::Unsatisfiable => Err(OriginError::RangeNotSatisfiable { size }),
+            _ if head_only => Ok(self.object_response(info, policy, StatusCode::OK, None, false)),
+            RangeRequest::Full => {
+                let result = self.get(&location, GetOptions::default()).await?;
+                Ok(self.object_response(result, policy, StatusCode::OK, None, true))
+            }
+            RangeRequest::Bytes(r) => {
+                let options = GetOptions { range: Some(GetRange::Bounded(r.clone())), ..Default::default() };
+                let result = self.get(&location, options).await?;
+                Ok(self.object_response(result, policy, StatusCode::PARTIAL_CONTENT, Some(size), true))
+            }
+        }
+    }
+
+    async fn get(&self, location: &object_store::path::Path, options: GetOptions) -> Result<GetResult, OriginError> {
+        match tokio::time::timeout(self.timeout, self.store.get_opts(location, options)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(OriginError::Timeout(self.timeout)),
+        }
+    }
+
+    /// Headers from the object's metadata, and its body (empty for a HEAD result).
+    fn object_response(
+        &self,
+        result: GetResult,
+        policy: &RoutePolicy,
+        status: StatusCode,
+        total_size: Option<u64>,
+        with_body: bool,
+    ) -> Response<Body> {
+        let validators = Validators::new(result.meta.e_tag.as_deref(), result.meta.last_modified.into());
+        let content_type = result
+            .attributes
+            .get(&Attribute::ContentType)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| {
+                mime_guess::from_path(result.meta.location.as_ref())
+                    .first_or_octet_stream()
+                    .essence_str()
+                    .to_owned()
+            });
+        let range = result.range.clone();
+        let mut resp = Response::builder().status(status);
+        let h = resp.headers_mut().expect("builder has no error yet");
+        h.insert(CONTENT_LENGTH, (range.end - range.start).into());
+        if let Ok(v) = content_type.parse() {
+            h.insert(CONTENT_TYPE, v);
+        }
+        put_validators(h, &validators);
+        h.insert(CACHE_CONTROL, cache_control(policy).parse().expect("ascii"));
+        h.insert(ACCEPT_RANGES, "bytes".parse().expect("ascii"));
+        if let Some(total) = total_size {
+            let value = format!("bytes {}-{}/{total}", range.start, range.end.saturating_sub(1));
+            h.insert(CONTENT_RANGE, value.parse().expect("ascii"));
+        }
+        let body = if with_body && !range.is_empty() { self.body(result) } else { empty() };
+        resp.body(body).expect("valid response")
+    }
+
+    /// The object's bytes as a stream; a backend read slower than the timeout aborts it.
+    fn body(&self, result: GetResult) -> Body {
+        let timeout = self.timeout;
+        let range = result.range.clone();
+        let chunks = match result.payload {
+            GetResultPayload::File(file, _) => file_chunks(file, range),
+            GetResultPayload::Stream(stream) => stream.map(|r| r.map_err(io::Error::other)).boxed(),
+        };
+        let frames = futures::stream::unfold(chunks, move |mut chunks| async move {
+            match tokio::time::timeout(timeout, chunks.next()).await {
+                Ok(Some(Ok(bytes))) => Some((Ok(Frame::data(bytes)), chunks)),
+                Ok(Some(Err(e))) => Some((Err(e), chunks)),
+                Ok(None) => None,
+                Err(_) => Some((Err(io::Error::new(io::ErrorKind::TimedOut, "backend read timed out")), chunks)),
+            }
+        });
+        StreamBody::new(frames).boxed_unsync()
+    }
+}
+
+/// Reads `range` of a local file in large chunks off the async workers.
+fn file_chunks(file: std::fs::File, range: std::ops::Range<u64>) -> futures::stream::BoxStream<'static, io::Result<Bytes>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let open = async move {
+        let mut file = tokio::fs::File::from_std(file);
+        file.seek(io::SeekFrom::Start(range.start)).await?;
+        Ok::<_, io::Error>(tokio_util::io::ReaderStream::with_capacity(
+            file.take(range.end - range.start),
+            FILE_CHUNK,
+        ))
+    };
+    futures::stream::once(open)
+        .map(|opened| match opened {
+            Ok(stream) => stream.boxed(),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        })
+        .flatten()
+        .boxed()
+}
+
+fn put_validators(h: &mut HeaderMap, v: &Validators) {
+    if let Some(etag) = v.etag.as_deref().and_then(|e| e.parse().ok()) {
+        h.insert(ETAG, etag);
+    }
+    h.insert(LAST_MODIFIED, v.last_modified_header().parse().expect("http date is ascii"));
+}
+
+/// What downstream caches are told: the route's TTL, or not to store at all.
+pub fn cache_control(policy: &RoutePolicy) -> String {
+    if policy.cacheable {
+        format!("public, max-age={}", policy.ttl.as_secs())
+    } else {
+        "no-store".to_owned()
+    }
+}
+
+fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+fn error_response(e: &OriginError) -> Response<Body> {
+    let body = e.body();
+    let mut resp = Response::builder()
+        .status(e.status())
+        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(CONTENT_LENGTH, body.len())
+        .header(CACHE_CONTROL, "no-store");
+    if let OriginError::RangeNotSatisfiable { size } = e {
+        resp = resp.header(CONTENT_RANGE, format!("bytes */{size}"));
+    }
+    if let OriginError::MethodNotAllowed = e {
+        resp = resp.header(http::header::ALLOW, "GET, HEAD");
+    }
+    resp.body(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync())
+        .expect("valid response")
+}
