@@ -4,5 +4,11 @@
 //! This crate must not know object_store or any origin protocol: the proxies speak HTTP to
 //! their upstream and nothing else. Only `config` knows YAML.
 
+pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod proxy;
+pub mod request_path;
+pub mod server;
+
+pub use proxy::admission::Tier;

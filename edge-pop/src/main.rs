@@ -1,1 +1,11 @@
-fn main() {}
+//! edge-pop binary: reads the shared config and runs the edge-pop tier. Glue only; the tier lives in
+//! `cdn_tier`.
+
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn main() {
+    let config = cdn_tier::cli::load_config("edge-pop");
+    cdn_tier::cli::init_logging();
+    cdn_tier::server::run(cdn_tier::Tier::Edge, &config)
+}

@@ -7,7 +7,6 @@
 pub mod backend;
 pub mod conditional;
 pub mod error;
-pub mod path;
 pub mod range;
 pub mod serve;
 pub mod server;

@@ -3,7 +3,7 @@
 
 use crate::conditional::Validators;
 use crate::error::OriginError;
-use crate::path::object_key;
+use cdn_tier::request_path::object_key;
 use crate::range::{self, RangeRequest};
 use bytes::Bytes;
 use cdn_tier::config::{RoutePolicy, Routes};

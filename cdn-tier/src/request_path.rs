@@ -1,4 +1,4 @@
-//! Request path → object key. Rejects every spelling of a path that could escape the served
+//! Request path → object key, checked the same way by every tier. Rejects every spelling of a path that could escape the served
 //! tree or mean two different keys: `..` and `.` segments (raw or percent-encoded), encoded
 //! slashes, backslashes, NUL and other control characters, empty segments.
 
