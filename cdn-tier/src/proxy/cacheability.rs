@@ -67,7 +67,10 @@ mod tests {
 
     fn fresh_secs(c: &RespCacheable) -> Option<u64> {
         match c {
-            RespCacheable::Cacheable(meta) => Some(meta.fresh_sec()),
+            RespCacheable::Cacheable(meta) => {
+                let left = meta.fresh_until().duration_since(SystemTime::now()).unwrap_or_default();
+                Some((left.as_millis() as u64 + 500) / 1000)
+            }
             RespCacheable::Uncacheable(_) => None,
         }
     }
