@@ -18,6 +18,8 @@ pub struct Outcome {
     pub collapsed: bool,
     /// When the response served stops being fresh.
     pub fresh_until: Option<SystemTime>,
+    /// Whether the cache was consulted at all (false: the route bypasses it).
+    pub looked_up: bool,
 }
 
 /// This tier's entry for a request that reached the cache phase `phase` (`None`: caching was
@@ -49,6 +51,8 @@ pub fn entry(tier: &str, phase: Option<&CachePhase>, outcome: &Outcome) -> Strin
             return e;
         }
         Some(CachePhase::Miss) => e.push_str("; fwd=miss"),
+        // Looked up, missed, and the response turned out not to be storable.
+        Some(CachePhase::Disabled(_)) if outcome.looked_up => e.push_str("; fwd=miss"),
         Some(CachePhase::Expired | CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_)) => {
             e.push_str("; fwd=stale")
         }
@@ -85,6 +89,9 @@ mod tests {
         let passed = Outcome { fwd_status: Some(404), ..none };
         assert_eq!(entry("shield", Some(&CachePhase::Miss), &passed), "shield; fwd=miss; fwd-status=404");
         assert_eq!(entry("edge-pop", None, &passed), "edge-pop; fwd=bypass; fwd-status=404");
+        let uncacheable = pingora::cache::NoCacheReason::OriginNotCache;
+        let missed = Outcome { looked_up: true, ..passed };
+        assert_eq!(entry("shield", Some(&CachePhase::Disabled(uncacheable)), &missed), "shield; fwd=miss; fwd-status=404");
         let collapsed = Outcome { collapsed: true, ..none };
         assert_eq!(entry("shield", Some(&CachePhase::Hit), &collapsed), "shield; hit; collapsed");
     }

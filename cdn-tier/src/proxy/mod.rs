@@ -93,6 +93,7 @@ impl ProxyHttp for TierProxy {
         if ctx.policy.as_ref().is_some_and(|p| p.cacheable) {
             session.cache.enable(self.storage, None, None, Some(self.lock), None);
             session.cache.set_max_file_size_bytes(self.max_object_bytes);
+            ctx.outcome.looked_up = true;
         }
         Ok(())
     }
@@ -142,7 +143,7 @@ impl ProxyHttp for TierProxy {
     }
 
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
-        let phase = session.cache.enabled().then(|| session.cache.phase());
+        let phase = (session.cache.enabled() || ctx.outcome.looked_up).then(|| session.cache.phase());
         if matches!(phase, Some(CachePhase::Hit)) {
             ctx.outcome.collapsed = session.cache.lock_duration().is_some();
             ctx.outcome.fresh_until = session.cache.maybe_cache_meta().map(CacheMeta::fresh_until);

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real binaries as processes on loopback, against a local-directory
+//! origin and a real S3-compatible server.
+
+mod config_errors;
+mod origin_failures;
+mod requests;
+mod three_tiers;

@@ -1,0 +1,49 @@
+//! An origin that is down or silent gives 502/504 within the configured timeout, never a hang.
+
+use std::time::{Duration, Instant};
+use testkit::{free_port, get, Backend, Stack, StackOptions};
+
+fn timed(url: &str) -> (u16, Duration) {
+    let started = Instant::now();
+    let status = get(url).status;
+    (status, started.elapsed())
+}
+
+#[test]
+fn s3_endpoint_refusing_connections_is_502() {
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let mut options = StackOptions::new(Backend::S3 { endpoint: closed, bucket: "packages".into() });
+    options.origin_timeout = "2s";
+    let stack = Stack::start(options);
+    let (status, took) = timed(&format!("http://{}/pkgs/a.tgz", stack.origin));
+    assert_eq!(status, 502);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let (status, took) = timed(&stack.url("/pkgs/a.tgz"));
+    assert_eq!(status, 502, "the edge passes the origin's 502 on");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}
+
+#[test]
+fn silent_s3_endpoint_is_504_after_the_timeout() {
+    // Accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let mut options = StackOptions::new(Backend::S3 { endpoint, bucket: "packages".into() });
+    options.origin_timeout = "1s";
+    let stack = Stack::start(options);
+    let (status, took) = timed(&stack.url("/pkgs/a.tgz"));
+    assert_eq!(status, 504);
+    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(4), "took {took:?}");
+    drop(silent);
+}
+
+#[test]
+fn unreachable_origin_adapter_is_502_at_the_edge() {
+    let root = tempfile::tempdir().unwrap();
+    let mut options = StackOptions::new(Backend::Local(root.path().to_owned()));
+    options.shield_origin = Some(([127, 0, 0, 1], free_port()).into());
+    let stack = Stack::start(options);
+    let (status, took) = timed(&stack.url("/anything"));
+    assert_eq!(status, 502);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}
