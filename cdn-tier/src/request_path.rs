@@ -49,7 +49,10 @@ mod tests {
 
     #[test]
     fn keys() {
-        check("/npm/left-pad/-/left-pad-1.3.0.tgz", Ok("npm/left-pad/-/left-pad-1.3.0.tgz"));
+        check(
+            "/npm/left-pad/-/left-pad-1.3.0.tgz",
+            Ok("npm/left-pad/-/left-pad-1.3.0.tgz"),
+        );
         check("/a%20b.txt", Ok("a b.txt"));
         check("/npm/@scope/pkg", Ok("npm/@scope/pkg"));
         check("/", Ok(""));

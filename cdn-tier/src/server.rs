@@ -22,7 +22,11 @@ pub fn run(tier: Tier, config: &Config) -> ! {
         graceful_shutdown_timeout_seconds: Some(grace.max(1)),
         // One socket per process, so several tiers (and tests) can run side by side.
         upgrade_sock: std::env::temp_dir()
-            .join(format!("{}-{}.upgrade.sock", tier.name(), std::process::id()))
+            .join(format!(
+                "{}-{}.upgrade.sock",
+                tier.name(),
+                std::process::id()
+            ))
             .display()
             .to_string(),
         pid_file: std::env::temp_dir()
@@ -35,7 +39,8 @@ pub fn run(tier: Tier, config: &Config) -> ! {
     server.bootstrap();
     let storage = cache::storage(&settings.cache);
     let proxy = TierProxy::new(tier, settings, config.routes.clone(), storage);
-    let mut service = pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, tier.name());
+    let mut service =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, tier.name());
     service.add_tcp(&settings.listen.to_string());
     server.add_service(service);
     tracing::info!(

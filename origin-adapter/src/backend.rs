@@ -11,7 +11,10 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("local root {path}: {source}")]
-    LocalRoot { path: String, source: object_store::Error },
+    LocalRoot {
+        path: String,
+        source: object_store::Error,
+    },
     #[error("s3 backend: {0}")]
     S3(object_store::Error),
     #[error("s3 backend: {0} is not set in the environment")]
@@ -24,7 +27,10 @@ pub fn build(origin: &OriginConfig) -> Result<Arc<dyn ObjectStore>, BackendError
     match &origin.backend {
         Backend::Local { root } => {
             let store = LocalFileSystem::new_with_prefix(root).map_err(|source| {
-                BackendError::LocalRoot { path: root.display().to_string(), source }
+                BackendError::LocalRoot {
+                    path: root.display().to_string(),
+                    source,
+                }
             })?;
             Ok(Arc::new(store))
         }

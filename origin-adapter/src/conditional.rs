@@ -22,15 +22,23 @@ impl Validators {
                 format!("\"{e}\"")
             }
         });
-        Validators { etag, last_modified }
+        Validators {
+            etag,
+            last_modified,
+        }
     }
 
     /// Whether a GET/HEAD with these request headers gets 304 Not Modified. If-None-Match,
     /// when present, decides alone; If-Modified-Since is compared at one-second precision.
     pub fn not_modified(&self, req: &HeaderMap) -> bool {
         if let Some(inm) = req.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-            let Some(etag) = &self.etag else { return inm.trim() == "*" };
-            return inm.split(',').map(str::trim).any(|t| t == "*" || weak_eq(t, etag));
+            let Some(etag) = &self.etag else {
+                return inm.trim() == "*";
+            };
+            return inm
+                .split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || weak_eq(t, etag));
         }
         if let Some(ims) = req.get(IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()) {
             if let Ok(since) = httpdate::parse_http_date(ims) {
@@ -42,7 +50,9 @@ impl Validators {
 
     /// Whether a Range may be honoured: no If-Range, or one that matches strongly.
     pub fn if_range_holds(&self, req: &HeaderMap) -> bool {
-        let Some(ir) = req.get(IF_RANGE).and_then(|v| v.to_str().ok()) else { return true };
+        let Some(ir) = req.get(IF_RANGE).and_then(|v| v.to_str().ok()) else {
+            return true;
+        };
         let ir = ir.trim();
         if ir.starts_with('"') {
             self.etag.as_deref() == Some(ir)
@@ -61,7 +71,9 @@ fn weak_eq(a: &str, b: &str) -> bool {
 }
 
 fn truncate_secs(t: SystemTime) -> SystemTime {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)
 }
 
@@ -71,7 +83,10 @@ mod tests {
     use std::time::Duration;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        pairs.iter().map(|(k, v)| (http::HeaderName::from_static(k), v.parse().unwrap())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (http::HeaderName::from_static(k), v.parse().unwrap()))
+            .collect()
     }
 
     #[test]
@@ -84,7 +99,10 @@ mod tests {
         assert!(v.not_modified(&headers(&[("if-none-match", "\"abc\"")])));
         assert!(v.not_modified(&headers(&[("if-none-match", "\"x\", W/\"abc\"")])));
         assert!(v.not_modified(&headers(&[("if-none-match", "*")])));
-        assert!(!v.not_modified(&headers(&[("if-none-match", "\"x\""), ("if-modified-since", &date)])));
+        assert!(!v.not_modified(&headers(&[
+            ("if-none-match", "\"x\""),
+            ("if-modified-since", &date)
+        ])));
         assert!(v.not_modified(&headers(&[("if-modified-since", &date)])));
         assert!(!v.not_modified(&headers(&[("if-modified-since", &earlier)])));
         assert!(!v.not_modified(&headers(&[("if-modified-since", "garbage")])));

@@ -37,7 +37,14 @@ impl OriginError {
     pub fn body(&self) -> String {
         match self {
             OriginError::BadPath(why) => format!("bad request: {why}\n"),
-            other => format!("{}\n", other.status().canonical_reason().unwrap_or("error").to_lowercase()),
+            other => format!(
+                "{}\n",
+                other
+                    .status()
+                    .canonical_reason()
+                    .unwrap_or("error")
+                    .to_lowercase()
+            ),
         }
     }
 

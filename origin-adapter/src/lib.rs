@@ -17,7 +17,11 @@ use std::sync::Arc;
 /// Builds the store, binds the listener and serves until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = backend::build(&config.origin)?;
-    let origin = Arc::new(serve::Origin::new(store, config.routes.clone(), config.origin.timeout));
+    let origin = Arc::new(serve::Origin::new(
+        store,
+        config.routes.clone(),
+        config.origin.timeout,
+    ));
     let listener = tokio::net::TcpListener::bind(config.origin.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.origin.listen))?;

@@ -15,13 +15,21 @@ pub enum RangeRequest {
 
 /// Interprets a Range header value against an object of `size` bytes.
 pub fn parse(value: &str, size: u64) -> RangeRequest {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else { return RangeRequest::Full };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Full;
+    };
     if spec.contains(',') {
         return RangeRequest::Full;
     }
-    let Some((first, last)) = spec.trim().split_once('-') else { return RangeRequest::Full };
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeRequest::Full;
+    };
     let (first, last) = (first.trim(), last.trim());
-    let number = |s: &str| s.parse::<u64>().ok().filter(|_| s.bytes().all(|b| b.is_ascii_digit()));
+    let number = |s: &str| {
+        s.parse::<u64>()
+            .ok()
+            .filter(|_| s.bytes().all(|b| b.is_ascii_digit()))
+    };
     match (first.is_empty(), last.is_empty()) {
         // bytes=-N: the last N bytes.
         (true, false) => match number(last) {
@@ -32,7 +40,9 @@ pub fn parse(value: &str, size: u64) -> RangeRequest {
         },
         // bytes=A- or bytes=A-B
         (false, _) => {
-            let Some(start) = number(first) else { return RangeRequest::Full };
+            let Some(start) = number(first) else {
+                return RangeRequest::Full;
+            };
             let end = if last.is_empty() {
                 size
             } else {

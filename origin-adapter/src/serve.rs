@@ -3,10 +3,10 @@
 
 use crate::conditional::Validators;
 use crate::error::OriginError;
-use cdn_tier::request_path::object_key;
 use crate::range::{self, RangeRequest};
 use bytes::Bytes;
 use cdn_tier::config::{RoutePolicy, Routes};
+use cdn_tier::request_path::object_key;
 use futures::StreamExt;
 use http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED,
@@ -35,7 +35,11 @@ pub struct Origin {
 
 impl Origin {
     pub fn new(store: Arc<dyn ObjectStore>, routes: Routes, timeout: Duration) -> Self {
-        Origin { store, routes, timeout }
+        Origin {
+            store,
+            routes,
+            timeout,
+        }
     }
 
     /// Answers one request; failures become their status code with a short body.
@@ -76,8 +80,17 @@ impl Origin {
             return Ok(self.object_response(result, policy, StatusCode::OK, None, true));
         }
 
-        let info = self.get(&location, GetOptions { head: true, ..Default::default() }).await?;
-        let validators = Validators::new(info.meta.e_tag.as_deref(), info.meta.last_modified.into());
+        let info = self
+            .get(
+                &location,
+                GetOptions {
+                    head: true,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let validators =
+            Validators::new(info.meta.e_tag.as_deref(), info.meta.last_modified.into());
         if validators.not_modified(headers) {
             let mut resp = Response::builder().status(StatusCode::NOT_MODIFIED);
             let h = resp.headers_mut().expect("builder has no error yet");
@@ -98,14 +111,27 @@ impl Origin {
                 Ok(self.object_response(result, policy, StatusCode::OK, None, true))
             }
             RangeRequest::Bytes(r) => {
-                let options = GetOptions { range: Some(GetRange::Bounded(r.clone())), ..Default::default() };
+                let options = GetOptions {
+                    range: Some(GetRange::Bounded(r.clone())),
+                    ..Default::default()
+                };
                 let result = self.get(&location, options).await?;
-                Ok(self.object_response(result, policy, StatusCode::PARTIAL_CONTENT, Some(size), true))
+                Ok(self.object_response(
+                    result,
+                    policy,
+                    StatusCode::PARTIAL_CONTENT,
+                    Some(size),
+                    true,
+                ))
             }
         }
     }
 
-    async fn get(&self, location: &object_store::path::Path, options: GetOptions) -> Result<GetResult, OriginError> {
+    async fn get(
+        &self,
+        location: &object_store::path::Path,
+        options: GetOptions,
+    ) -> Result<GetResult, OriginError> {
         match tokio::time::timeout(self.timeout, self.store.get_opts(location, options)).await {
             Ok(result) => Ok(result?),
             Err(_) => Err(OriginError::Timeout(self.timeout)),
@@ -121,7 +147,10 @@ impl Origin {
         total_size: Option<u64>,
         with_body: bool,
     ) -> Response<Body> {
-        let validators = Validators::new(result.meta.e_tag.as_deref(), result.meta.last_modified.into());
+        let validators = Validators::new(
+            result.meta.e_tag.as_deref(),
+            result.meta.last_modified.into(),
+        );
         let content_type = result
             .attributes
             .get(&Attribute::ContentType)
@@ -143,10 +172,18 @@ impl Origin {
         h.insert(CACHE_CONTROL, cache_control(policy).parse().expect("ascii"));
         h.insert(ACCEPT_RANGES, "bytes".parse().expect("ascii"));
         if let Some(total) = total_size {
-            let value = format!("bytes {}-{}/{total}", range.start, range.end.saturating_sub(1));
+            let value = format!(
+                "bytes {}-{}/{total}",
+                range.start,
+                range.end.saturating_sub(1)
+            );
             h.insert(CONTENT_RANGE, value.parse().expect("ascii"));
         }
-        let body = if with_body && !range.is_empty() { self.body(result) } else { empty() };
+        let body = if with_body && !range.is_empty() {
+            self.body(result)
+        } else {
+            empty()
+        };
         resp.body(body).expect("valid response")
     }
 
@@ -163,7 +200,13 @@ impl Origin {
                 Ok(Some(Ok(bytes))) => Some((Ok(Frame::data(bytes)), chunks)),
                 Ok(Some(Err(e))) => Some((Err(e), chunks)),
                 Ok(None) => None,
-                Err(_) => Some((Err(io::Error::new(io::ErrorKind::TimedOut, "backend read timed out")), chunks)),
+                Err(_) => Some((
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "backend read timed out",
+                    )),
+                    chunks,
+                )),
             }
         });
         StreamBody::new(frames).boxed_unsync()
@@ -171,7 +214,10 @@ impl Origin {
 }
 
 /// Reads `range` of a local file in large chunks off the async workers.
-fn file_chunks(file: std::fs::File, range: std::ops::Range<u64>) -> futures::stream::BoxStream<'static, io::Result<Bytes>> {
+fn file_chunks(
+    file: std::fs::File,
+    range: std::ops::Range<u64>,
+) -> futures::stream::BoxStream<'static, io::Result<Bytes>> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let open = async move {
         let mut file = tokio::fs::File::from_std(file);
@@ -194,7 +240,12 @@ fn put_validators(h: &mut HeaderMap, v: &Validators) {
     if let Some(etag) = v.etag.as_deref().and_then(|e| e.parse().ok()) {
         h.insert(ETAG, etag);
     }
-    h.insert(LAST_MODIFIED, v.last_modified_header().parse().expect("http date is ascii"));
+    h.insert(
+        LAST_MODIFIED,
+        v.last_modified_header()
+            .parse()
+            .expect("http date is ascii"),
+    );
 }
 
 /// What downstream caches are told: the route's TTL, or not to store at all.
@@ -223,6 +274,10 @@ fn error_response(e: &OriginError) -> Response<Body> {
     if let OriginError::MethodNotAllowed = e {
         resp = resp.header(http::header::ALLOW, "GET, HEAD");
     }
-    resp.body(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync())
-        .expect("valid response")
+    resp.body(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    )
+    .expect("valid response")
 }

@@ -17,7 +17,8 @@ const GRACE: Duration = Duration::from_secs(5);
 /// Serves until `stop` resolves, then drains.
 pub async fn serve(listener: TcpListener, origin: Arc<Origin>, stop: impl Future<Output = ()>) {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
     let graceful = GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
     loop {
@@ -57,7 +58,10 @@ pub async fn serve(listener: TcpListener, origin: Arc<Origin>, stop: impl Future
         });
     }
     tracing::info!("stopping: draining connections");
-    if tokio::time::timeout(GRACE, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("grace period over; closing remaining connections");
     }
 }
@@ -65,7 +69,10 @@ pub async fn serve(listener: TcpListener, origin: Arc<Origin>, stop: impl Future
 /// Resolves on SIGTERM or SIGINT.
 pub async fn stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return std::future::pending().await;
     };
     tokio::select! {

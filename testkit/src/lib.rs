@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 
 /// How long waits may take before a test fails.
 pub fn patience() -> Duration {
-    let secs = std::env::var("TESTKIT_PATIENCE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let secs = std::env::var("TESTKIT_PATIENCE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
     Duration::from_secs(secs)
 }
 
@@ -39,7 +42,10 @@ pub fn free_port() -> u16 {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so fixtures need no RNG crate.
@@ -62,7 +68,8 @@ pub fn raw_status(addr: std::net::SocketAddr, method: &str, path: &str) -> u16 {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(patience())).expect("timeout");
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).expect("write request");
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -100,18 +107,35 @@ impl Reply {
 
 /// Sends `method url` with extra headers and reads the whole reply.
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().timeout(patience()).build().expect("client");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(patience())
+            .build()
+            .expect("client");
         let mut req = client.request(method.parse().expect("method"), url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.unwrap_or_else(|e| panic!("{method} {url} body: {e}"));
-        Reply { status, headers, body }
+        let body = resp
+            .bytes()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url} body: {e}"));
+        Reply {
+            status,
+            headers,
+            body,
+        }
     })
 }
 

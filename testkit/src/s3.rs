@@ -44,20 +44,32 @@ impl S3Server {
         runtime.spawn(async move {
             let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             loop {
-                let Ok((socket, _)) = listener.accept().await else { continue };
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
                 let service = service.clone();
                 let counter = counter.clone();
-                let counted = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    Service::call(&service, req)
-                });
-                let conn = http.serve_connection(TokioIo::new(socket), counted).into_owned();
+                let counted = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        Service::call(&service, req)
+                    },
+                );
+                let conn = http
+                    .serve_connection(TokioIo::new(socket), counted)
+                    .into_owned();
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
             }
         });
-        S3Server { addr, bucket: bucket.to_owned(), root, requests, _runtime: runtime }
+        S3Server {
+            addr,
+            bucket: bucket.to_owned(),
+            root,
+            requests,
+            _runtime: runtime,
+        }
     }
 
     /// Lays an object down as the file s3s-fs serves it from.

@@ -33,7 +33,10 @@ pub enum Backend {
 
 impl Backend {
     pub fn s3(server: &S3Server) -> Backend {
-        Backend::S3 { endpoint: server.endpoint(), bucket: server.bucket.clone() }
+        Backend::S3 {
+            endpoint: server.endpoint(),
+            bucket: server.bucket.clone(),
+        }
     }
 }
 
@@ -50,7 +53,13 @@ pub struct StackOptions {
 
 impl StackOptions {
     pub fn new(backend: Backend) -> Self {
-        StackOptions { backend, origin_timeout: "5s", shield_origin: None, memory: "512MiB", max_object: "128MiB" }
+        StackOptions {
+            backend,
+            origin_timeout: "5s",
+            shield_origin: None,
+            memory: "512MiB",
+            max_object: "128MiB",
+        }
     }
 }
 
@@ -131,7 +140,8 @@ impl Stack {
     }
 
     fn spawn(&mut self, tier: Tier, config: &Path, name: &str, addr: SocketAddr) {
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log file");
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log file");
         let mut command = Command::new(binary(tier));
         command
             .arg("--config")
@@ -143,12 +153,17 @@ impl Stack {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log);
-        let child = command.spawn().unwrap_or_else(|e| panic!("start {}: {e}", tier.binary()));
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", tier.binary()));
         self.children.push((name.to_owned(), child));
         let index = self.children.len() - 1;
         eventually(&format!("{name} listening on {addr}"), || {
             if let Ok(Some(status)) = self.children[index].1.try_wait() {
-                panic!("{name} exited with {status} before listening:\n{}", self.log(name));
+                panic!(
+                    "{name} exited with {status} before listening:\n{}",
+                    self.log(name)
+                );
             }
             TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
         });
@@ -168,17 +183,31 @@ impl Drop for Stack {
 pub fn binary(tier: Tier) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace)
-            .args(["build", "--quiet", "-p", "origin-adapter", "-p", "shield", "-p", "edge-pop"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "origin-adapter",
+                "-p",
+                "shield",
+                "-p",
+                "edge-pop",
+            ])
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building the binaries failed");
         // Tests run from target/<profile>/deps/; binaries sit one folder up.
         let exe = std::env::current_exe().expect("test executable");
-        exe.parent().and_then(Path::parent).expect("target dir").to_owned()
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_owned()
     });
     dir.join(tier.binary())
 }

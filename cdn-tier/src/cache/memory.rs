@@ -65,7 +65,11 @@ impl MemoryStorage {
                 u32::try_from(weight).unwrap_or(u32::MAX)
             })
             .build();
-        MemoryStorage { objects, partial: Mutex::new(HashMap::new()), next_write_id: AtomicU64::new(1) }
+        MemoryStorage {
+            objects,
+            partial: Mutex::new(HashMap::new()),
+            next_write_id: AtomicU64::new(1),
+        }
     }
 
     /// Finished objects and the bytes they weigh (moka's view, settled lazily).
@@ -75,7 +79,11 @@ impl MemoryStorage {
     }
 
     fn partial_for(&self, key: &HashBinary) -> Option<Arc<Partial>> {
-        self.partial.lock().expect("partial map poisoned").get(key).cloned()
+        self.partial
+            .lock()
+            .expect("partial map poisoned")
+            .get(key)
+            .cloned()
     }
 
     fn forget_partial(&self, key: &HashBinary, write_id: u64) {
@@ -93,19 +101,39 @@ fn meta_of(serialized: &SerializedMeta) -> Result<CacheMeta> {
 fn partial_hit(p: Arc<Partial>) -> Result<Option<(CacheMeta, HitHandler)>> {
     let meta = meta_of(&p.meta)?;
     let fill = p.fill.subscribe();
-    Ok(Some((meta, Box::new(PartialHit { object: p, fill, next: 0 }))))
+    Ok(Some((
+        meta,
+        Box::new(PartialHit {
+            object: p,
+            fill,
+            next: 0,
+        }),
+    )))
 }
 
 #[async_trait]
 impl Storage for MemoryStorage {
-    async fn lookup(&'static self, key: &CacheKey, _trace: &SpanHandle) -> Result<Option<(CacheMeta, HitHandler)>> {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let hash = key.combined_bin();
         if let Some(p) = self.partial_for(&hash) {
             return partial_hit(p);
         }
-        let Some(object) = self.objects.get(&hash) else { return Ok(None) };
+        let Some(object) = self.objects.get(&hash) else {
+            return Ok(None);
+        };
         let meta = meta_of(&object.meta)?;
-        let hit = CompleteHit { end: object.len, object, next: 0, skip: 0, pos: 0, done: false };
+        let hit = CompleteHit {
+            end: object.len,
+            object,
+            next: 0,
+            skip: 0,
+            pos: 0,
+            done: false,
+        };
         Ok(Some((meta, Box::new(hit))))
     }
 
@@ -116,14 +144,21 @@ impl Storage for MemoryStorage {
         trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let hash = key.combined_bin();
-        let wanted = streaming_write_tag.and_then(|t| <[u8; 8]>::try_from(t).ok()).map(u64::from_be_bytes);
+        let wanted = streaming_write_tag
+            .and_then(|t| <[u8; 8]>::try_from(t).ok())
+            .map(u64::from_be_bytes);
         match self.partial_for(&hash) {
             Some(p) if Some(p.write_id) == wanted => partial_hit(p),
             _ => self.lookup(key, trace).await,
         }
     }
 
-    async fn get_miss_handler(&'static self, key: &CacheKey, meta: &CacheMeta, _trace: &SpanHandle) -> Result<MissHandler> {
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
         let hash = key.combined_bin();
         let write_id = self.next_write_id.fetch_add(1, Ordering::Relaxed);
         let partial = Arc::new(Partial {
@@ -132,21 +167,56 @@ impl Storage for MemoryStorage {
             chunks: RwLock::new(Vec::new()),
             fill: watch::channel(Fill::Writing(0)).0,
         });
-        self.partial.lock().expect("partial map poisoned").insert(hash, partial.clone());
-        Ok(Box::new(MemoryMiss { storage: self, key: hash, partial, tag: write_id.to_be_bytes(), len: 0, finished: false }))
+        self.partial
+            .lock()
+            .expect("partial map poisoned")
+            .insert(hash, partial.clone());
+        Ok(Box::new(MemoryMiss {
+            storage: self,
+            key: hash,
+            partial,
+            tag: write_id.to_be_bytes(),
+            len: 0,
+            finished: false,
+        }))
     }
 
-    async fn purge(&'static self, target: PurgeTarget<'_>, _kind: PurgeType, _trace: &SpanHandle) -> Result<PurgeOutcome> {
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _kind: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
         let hash = target.key().combined_bin();
-        let partial = self.partial.lock().expect("partial map poisoned").remove(&hash).is_some();
+        let partial = self
+            .partial
+            .lock()
+            .expect("partial map poisoned")
+            .remove(&hash)
+            .is_some();
         let object = self.objects.remove(&hash).is_some();
-        Ok(if partial || object { PurgeOutcome::Purged(None) } else { PurgeOutcome::NotFound })
+        Ok(if partial || object {
+            PurgeOutcome::Purged(None)
+        } else {
+            PurgeOutcome::NotFound
+        })
     }
 
-    async fn update_meta(&'static self, key: &CacheKey, meta: &CacheMeta, _trace: &SpanHandle) -> Result<bool> {
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<bool> {
         let hash = key.combined_bin();
-        let Some(old) = self.objects.get(&hash) else { return Ok(false) };
-        let updated = Object { meta: meta.serialize()?, chunks: old.chunks.clone(), len: old.len };
+        let Some(old) = self.objects.get(&hash) else {
+            return Ok(false);
+        };
+        let updated = Object {
+            meta: meta.serialize()?,
+            chunks: old.chunks.clone(),
+            len: old.len,
+        };
         self.objects.insert(hash, Arc::new(updated));
         Ok(true)
     }
@@ -176,7 +246,9 @@ struct CompleteHit {
 impl HandleHit for CompleteHit {
     async fn read_body(&mut self) -> Result<Option<Bytes>> {
         while !self.done {
-            let Some(chunk) = self.object.chunks.get(self.next) else { break };
+            let Some(chunk) = self.object.chunks.get(self.next) else {
+                break;
+            };
             let (start, chunk_end) = (self.pos, self.pos + chunk.len());
             self.next += 1;
             self.pos = chunk_end;
@@ -194,7 +266,12 @@ impl HandleHit for CompleteHit {
         Ok(None)
     }
 
-    async fn finish(self: Box<Self>, _storage: &'static (dyn Storage + Sync), _key: &CacheKey, _trace: &SpanHandle) -> Result<()> {
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -205,7 +282,10 @@ impl HandleHit for CompleteHit {
     fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
         let len = self.object.len;
         if start >= len && !(start == 0 && len == 0) {
-            return Error::e_explain(ErrorType::InternalError, format!("seek start {start} past body of {len}"));
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!("seek start {start} past body of {len}"),
+            );
         }
         self.end = end.map_or(len, |e| e.min(len));
         // Find the chunk holding `start`.
@@ -252,7 +332,10 @@ impl HandleHit for PartialHit {
             let available = match fill {
                 Fill::Writing(n) | Fill::Done(n) => n,
                 Fill::Failed => {
-                    return Error::e_explain(ErrorType::InternalError, "cache fill failed before the body was complete")
+                    return Error::e_explain(
+                        ErrorType::InternalError,
+                        "cache fill failed before the body was complete",
+                    )
                 }
             };
             if self.next < available {
@@ -269,7 +352,12 @@ impl HandleHit for PartialHit {
         }
     }
 
-    async fn finish(self: Box<Self>, _storage: &'static (dyn Storage + Sync), _key: &CacheKey, _trace: &SpanHandle) -> Result<()> {
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -314,12 +402,23 @@ impl HandleMiss for MemoryMiss {
 
     async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
         // Readers still attached to the partial keep reading its chunks; both share the bytes.
-        let chunks: Arc<[Bytes]> = self.partial.chunks.read().expect("chunks poisoned").clone().into();
+        let chunks: Arc<[Bytes]> = self
+            .partial
+            .chunks
+            .read()
+            .expect("chunks poisoned")
+            .clone()
+            .into();
         let count = chunks.len();
-        let object = Object { meta: self.partial.meta.clone(), chunks, len: self.len };
+        let object = Object {
+            meta: self.partial.meta.clone(),
+            chunks,
+            len: self.len,
+        };
         self.storage.objects.insert(self.key, Arc::new(object));
         self.partial.fill.send_replace(Fill::Done(count));
-        self.storage.forget_partial(&self.key, self.partial.write_id);
+        self.storage
+            .forget_partial(&self.key, self.partial.write_id);
         self.finished = true;
         Ok(MissFinishType::Created(self.len))
     }
@@ -333,7 +432,8 @@ impl Drop for MemoryMiss {
     fn drop(&mut self) {
         if !self.finished {
             self.partial.fill.send_replace(Fill::Failed);
-            self.storage.forget_partial(&self.key, self.partial.write_id);
+            self.storage
+                .forget_partial(&self.key, self.partial.write_id);
         }
     }
 }

@@ -36,7 +36,9 @@ pub struct OriginConfig {
 #[derive(Clone, Debug)]
 pub enum Backend {
     /// A directory, already made absolute against the config file's folder.
-    Local { root: PathBuf },
+    Local {
+        root: PathBuf,
+    },
     S3(S3Backend),
 }
 
@@ -152,8 +154,9 @@ impl Config {
 
     /// Validates `text` as if read from `path` (relative paths in it resolve against its folder).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let file: raw::File = serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
-            .map_err(|e| from_yaml(path, text, e))?;
+        let file: raw::File =
+            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
+                .map_err(|e| from_yaml(path, text, e))?;
         validate(path, text, file)
     }
 
@@ -182,7 +185,11 @@ impl Config {
     }
 }
 
-fn from_yaml(path: &Path, text: &str, e: serde_path_to_error::Error<serde_yaml::Error>) -> ConfigError {
+fn from_yaml(
+    path: &Path,
+    text: &str,
+    e: serde_path_to_error::Error<serde_yaml::Error>,
+) -> ConfigError {
     let field = e.path().to_string();
     let e = e.into_inner();
     // serde_yaml places an error raised while converting a value at the start of the enclosing
@@ -199,7 +206,12 @@ fn from_yaml(path: &Path, text: &str, e: serde_path_to_error::Error<serde_yaml::
         }
     }
     let field = (!field.is_empty() && field != ".").then_some(field);
-    ConfigError { file: path.to_owned(), position, field, message }
+    ConfigError {
+        file: path.to_owned(),
+        position,
+        field,
+        message,
+    }
 }
 
 fn is_field_path(s: &str) -> bool {
@@ -219,10 +231,18 @@ fn validate(path: &Path, text: &str, file: raw::File) -> Result<Config, ConfigEr
         message,
     };
     let base = path.parent().unwrap_or(Path::new("."));
-    let absolute = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+    let absolute = |p: &Path| {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            base.join(p)
+        }
+    };
 
     let backend = match file.origin.backend {
-        raw::Backend::Local { root } => Backend::Local { root: absolute(&root) },
+        raw::Backend::Local { root } => Backend::Local {
+            root: absolute(&root),
+        },
         raw::Backend::S3(s3) => {
             if s3.bucket.is_empty() {
                 return Err(fail("origin.backend.s3.bucket", "must not be empty".into()));
@@ -255,11 +275,17 @@ fn validate(path: &Path, text: &str, file: raw::File) -> Result<Config, ConfigEr
     if file.origin.timeout.0.is_zero() {
         return Err(fail("origin.timeout", "must be more than zero".into()));
     }
-    let origin = OriginConfig { listen: file.origin.listen, backend, timeout: file.origin.timeout.0 };
+    let origin = OriginConfig {
+        listen: file.origin.listen,
+        backend,
+        timeout: file.origin.timeout.0,
+    };
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cache = |tier: &str, c: raw::Cache| -> Result<CacheConfig, ConfigError> {
-        let max_object = c.max_object.unwrap_or(ByteSize(DEFAULT_MAX_OBJECT.min(c.memory.0)));
+        let max_object = c
+            .max_object
+            .unwrap_or(ByteSize(DEFAULT_MAX_OBJECT.min(c.memory.0)));
         if max_object > c.memory {
             return Err(fail(
                 &format!("{tier}.cache.max_object"),
@@ -269,11 +295,17 @@ fn validate(path: &Path, text: &str, file: raw::File) -> Result<Config, ConfigEr
         Ok(CacheConfig {
             memory_bytes: c.memory.0,
             max_object_bytes: max_object.0,
-            disk: c.disk.map(|d| DiskConfig { path: absolute(&d.path), size_bytes: d.size.0 }),
+            disk: c.disk.map(|d| DiskConfig {
+                path: absolute(&d.path),
+                size_bytes: d.size.0,
+            }),
         })
     };
     let threads = |tier: &str, t: Option<usize>| match t {
-        Some(0) => Err(fail(&format!("{tier}.threads"), "must be at least 1".into())),
+        Some(0) => Err(fail(
+            &format!("{tier}.threads"),
+            "must be at least 1".into(),
+        )),
         Some(n) => Ok(n),
         None => Ok(cores),
     };
@@ -302,7 +334,11 @@ fn validate(path: &Path, text: &str, file: raw::File) -> Result<Config, ConfigEr
         grace_period: e.grace_period.0,
     };
 
-    let listeners = [("origin.listen", origin.listen), ("shield.listen", shield.listen), ("edge.listen", edge.listen)];
+    let listeners = [
+        ("origin.listen", origin.listen),
+        ("shield.listen", shield.listen),
+        ("edge.listen", edge.listen),
+    ];
     for (i, (field, addr)) in listeners.iter().enumerate() {
         if addr.port() == 0 {
             continue;
@@ -313,21 +349,37 @@ fn validate(path: &Path, text: &str, file: raw::File) -> Result<Config, ConfigEr
     }
 
     if file.routes.is_empty() {
-        return Err(fail("routes", "list at least one route (`prefix: /` covers everything)".into()));
+        return Err(fail(
+            "routes",
+            "list at least one route (`prefix: /` covers everything)".into(),
+        ));
     }
     let mut routes: Vec<Route> = Vec::with_capacity(file.routes.len());
     for (i, r) in file.routes.into_iter().enumerate() {
         if routes.iter().any(|seen| seen.prefix == r.prefix.0) {
-            return Err(fail(&format!("routes[{i}].prefix"), format!("{:?} is listed twice", r.prefix.0)));
+            return Err(fail(
+                &format!("routes[{i}].prefix"),
+                format!("{:?} is listed twice", r.prefix.0),
+            ));
         }
         routes.push(Route {
             prefix: r.prefix.0,
-            policy: RoutePolicy { ttl: r.ttl.0, cacheable: r.cache, auth_required: r.auth },
+            policy: RoutePolicy {
+                ttl: r.ttl.0,
+                cacheable: r.cache,
+                auth_required: r.auth,
+            },
         });
     }
-    routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+    routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
 
-    Ok(Config { source: path.to_owned(), origin, shield, edge, routes: Routes(routes) })
+    Ok(Config {
+        source: path.to_owned(),
+        origin,
+        shield,
+        edge,
+        routes: Routes(routes),
+    })
 }
 
 /// Where a key starts on a line, past any "- " item markers: (indent, rest of line).

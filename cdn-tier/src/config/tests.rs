@@ -43,11 +43,20 @@ fn check(from: &str, to: &str, line: usize, field: &str, message: &str) {
 #[test]
 fn good_config_loads() {
     let c = Config::parse(Path::new("/etc/cdn/config.yaml"), GOOD).unwrap();
-    assert!(matches!(&c.origin.backend, Backend::Local { root } if root == Path::new("/etc/cdn/sample")));
+    assert!(
+        matches!(&c.origin.backend, Backend::Local { root } if root == Path::new("/etc/cdn/sample"))
+    );
     assert_eq!(c.edge.upstreams, vec!["127.0.0.1:8081".parse().unwrap()]);
     assert_eq!(c.edge.cache.max_object_bytes, 8 << 20);
-    assert_eq!(c.shield.cache.max_object_bytes, 64 << 20, "max_object defaults, capped by memory");
-    assert!(c.routes.policy("/npm/left-pad").is_some_and(|p| !p.auth_required));
+    assert_eq!(
+        c.shield.cache.max_object_bytes,
+        64 << 20,
+        "max_object defaults, capped by memory"
+    );
+    assert!(c
+        .routes
+        .policy("/npm/left-pad")
+        .is_some_and(|p| !p.auth_required));
     assert!(c.routes.policy("/other").is_some_and(|p| p.auth_required));
     assert!(c.summary().contains("2 route(s)"));
 }
@@ -61,20 +70,80 @@ fn shipped_config_loads() {
 
 #[test]
 fn bad_values_name_line_and_field() {
-    check("memory: 64MiB\nedge", "memory: 64XB\nedge", 10, "shield.cache.memory", "invalid size unit");
-    check("ttl: 5m", "ttl: soon", 19, "routes[0].ttl", "invalid duration");
-    check("listen: 127.0.0.1:8080", "listen: localhost", 12, "edge.listen", "invalid socket address");
-    check("  - prefix: /\n", "  - prefix: nope\n", 20, "routes[1].prefix", "must start with '/'");
-    check("    max_object: 8MiB", "    max_objekt: 8MiB", 16, "edge.cache.max_objekt", "unknown field `max_objekt`");
-    check("  origin: 127.0.0.1:9000\n", "  origin: 127.0.0.1:9000\n  secret_key: x\n", 9, "shield.secret_key", "unknown field `secret_key`");
+    check(
+        "memory: 64MiB\nedge",
+        "memory: 64XB\nedge",
+        10,
+        "shield.cache.memory",
+        "invalid size unit",
+    );
+    check(
+        "ttl: 5m",
+        "ttl: soon",
+        19,
+        "routes[0].ttl",
+        "invalid duration",
+    );
+    check(
+        "listen: 127.0.0.1:8080",
+        "listen: localhost",
+        12,
+        "edge.listen",
+        "invalid socket address",
+    );
+    check(
+        "  - prefix: /\n",
+        "  - prefix: nope\n",
+        20,
+        "routes[1].prefix",
+        "must start with '/'",
+    );
+    check(
+        "    max_object: 8MiB",
+        "    max_objekt: 8MiB",
+        16,
+        "edge.cache.max_objekt",
+        "unknown field `max_objekt`",
+    );
+    check(
+        "  origin: 127.0.0.1:9000\n",
+        "  origin: 127.0.0.1:9000\n  secret_key: x\n",
+        9,
+        "shield.secret_key",
+        "unknown field `secret_key`",
+    );
 }
 
 #[test]
 fn cross_field_mistakes_name_line_and_field() {
-    check("max_object: 8MiB", "max_object: 1GiB", 16, "edge.cache.max_object", "larger than the memory tier");
-    check("shields: [127.0.0.1:8081]", "shields: []", 13, "edge.shields", "at least one shield");
-    check("listen: 127.0.0.1:8080", "listen: 127.0.0.1:8081", 12, "edge.listen", "already used by `shield.listen`");
-    check("  - prefix: /\n", "  - prefix: /npm/\n", 20, "routes[1].prefix", "listed twice");
+    check(
+        "max_object: 8MiB",
+        "max_object: 1GiB",
+        16,
+        "edge.cache.max_object",
+        "larger than the memory tier",
+    );
+    check(
+        "shields: [127.0.0.1:8081]",
+        "shields: []",
+        13,
+        "edge.shields",
+        "at least one shield",
+    );
+    check(
+        "listen: 127.0.0.1:8080",
+        "listen: 127.0.0.1:8081",
+        12,
+        "edge.listen",
+        "already used by `shield.listen`",
+    );
+    check(
+        "  - prefix: /\n",
+        "  - prefix: /npm/\n",
+        20,
+        "routes[1].prefix",
+        "listed twice",
+    );
     check(
         "    local:\n      root: sample",
         "    s3:\n      bucket: b\n      endpoint: http://127.0.0.1:1",

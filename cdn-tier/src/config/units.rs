@@ -44,9 +44,14 @@ impl ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        const UNITS: [(&str, u64); 4] = [
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
         for (name, size) in UNITS {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{}{name}", self.0 / size);
             }
         }
@@ -72,7 +77,9 @@ impl<'de> Deserialize<'de> for Dur {
         match NumberOrText::deserialize(de)? {
             NumberOrText::Number(n) => Ok(Dur(Duration::from_secs(n))),
             NumberOrText::Text(t) => humantime::parse_duration(&t).map(Dur).map_err(|e| {
-                D::Error::custom(format!("invalid duration {t:?}: {e} (write e.g. 30s, 5m, 1h)"))
+                D::Error::custom(format!(
+                    "invalid duration {t:?}: {e} (write e.g. 30s, 5m, 1h)"
+                ))
             }),
         }
     }
@@ -88,7 +95,9 @@ impl Prefix {
             return Err(format!("route prefix {text:?} must start with '/'"));
         }
         if text.contains(['?', '#', '\\', '\0']) || text.split('/').any(|s| s == "..") {
-            return Err(format!("route prefix {text:?} must be a plain path (no '..', '?', '#', '\\')"));
+            return Err(format!(
+                "route prefix {text:?} must be a plain path (no '..', '?', '#', '\\')"
+            ));
         }
         Ok(Prefix(text.to_owned()))
     }

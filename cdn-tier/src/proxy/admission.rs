@@ -34,7 +34,11 @@ pub struct Rejection {
 
 impl Rejection {
     fn new(status: u16, body: impl Into<String>) -> Self {
-        Rejection { status, body: body.into(), header: None }
+        Rejection {
+            status,
+            body: body.into(),
+            header: None,
+        }
     }
 }
 
@@ -47,7 +51,9 @@ pub fn admit(tier: Tier, req: &RequestHeader, routes: &Routes) -> Result<RoutePo
     }
     let path = req.uri.path();
     object_key(path).map_err(|bad| Rejection::new(400, format!("bad request: {}\n", bad.0)))?;
-    let policy = routes.policy(path).ok_or_else(|| Rejection::new(404, "not found\n"))?;
+    let policy = routes
+        .policy(path)
+        .ok_or_else(|| Rejection::new(404, "not found\n"))?;
     if tier == Tier::Edge && policy.auth_required {
         let mut r = Rejection::new(401, "a token is required for this path\n");
         r.header = Some(("www-authenticate", "Bearer"));

@@ -29,7 +29,9 @@ pub fn entry(tier: &str, phase: Option<&CachePhase>, outcome: &Outcome) -> Strin
     e.push_str(tier);
     let ttl = |e: &mut String| {
         if let Some(until) = outcome.fresh_until {
-            let secs = until.duration_since(SystemTime::now()).map_or(0, |d| d.as_secs());
+            let secs = until
+                .duration_since(SystemTime::now())
+                .map_or(0, |d| d.as_secs());
             let _ = write!(e, "; ttl={secs}");
         }
     };
@@ -83,22 +85,56 @@ mod tests {
     #[test]
     fn entries() {
         let none = Outcome::default();
-        assert_eq!(entry("edge-pop", Some(&CachePhase::Hit), &none), "edge-pop; hit");
-        let stored = Outcome { fwd_status: Some(200), stored: true, ..none };
-        assert_eq!(entry("shield", Some(&CachePhase::Miss), &stored), "shield; fwd=miss; fwd-status=200; stored");
-        let passed = Outcome { fwd_status: Some(404), ..none };
-        assert_eq!(entry("shield", Some(&CachePhase::Miss), &passed), "shield; fwd=miss; fwd-status=404");
-        assert_eq!(entry("edge-pop", None, &passed), "edge-pop; fwd=bypass; fwd-status=404");
+        assert_eq!(
+            entry("edge-pop", Some(&CachePhase::Hit), &none),
+            "edge-pop; hit"
+        );
+        let stored = Outcome {
+            fwd_status: Some(200),
+            stored: true,
+            ..none
+        };
+        assert_eq!(
+            entry("shield", Some(&CachePhase::Miss), &stored),
+            "shield; fwd=miss; fwd-status=200; stored"
+        );
+        let passed = Outcome {
+            fwd_status: Some(404),
+            ..none
+        };
+        assert_eq!(
+            entry("shield", Some(&CachePhase::Miss), &passed),
+            "shield; fwd=miss; fwd-status=404"
+        );
+        assert_eq!(
+            entry("edge-pop", None, &passed),
+            "edge-pop; fwd=bypass; fwd-status=404"
+        );
         let uncacheable = pingora::cache::NoCacheReason::OriginNotCache;
-        let missed = Outcome { looked_up: true, ..passed };
-        assert_eq!(entry("shield", Some(&CachePhase::Disabled(uncacheable)), &missed), "shield; fwd=miss; fwd-status=404");
-        let collapsed = Outcome { collapsed: true, ..none };
-        assert_eq!(entry("shield", Some(&CachePhase::Hit), &collapsed), "shield; hit; collapsed");
+        let missed = Outcome {
+            looked_up: true,
+            ..passed
+        };
+        assert_eq!(
+            entry("shield", Some(&CachePhase::Disabled(uncacheable)), &missed),
+            "shield; fwd=miss; fwd-status=404"
+        );
+        let collapsed = Outcome {
+            collapsed: true,
+            ..none
+        };
+        assert_eq!(
+            entry("shield", Some(&CachePhase::Hit), &collapsed),
+            "shield; hit; collapsed"
+        );
     }
 
     #[test]
     fn lists_read_from_origin_to_client() {
-        assert_eq!(header_value(Some("shield; hit"), "edge-pop; fwd=miss"), "shield; hit, edge-pop; fwd=miss");
+        assert_eq!(
+            header_value(Some("shield; hit"), "edge-pop; fwd=miss"),
+            "shield; hit, edge-pop; fwd=miss"
+        );
         assert_eq!(header_value(None, "edge-pop; hit"), "edge-pop; hit");
         assert_eq!(header_value(Some(" "), "edge-pop; hit"), "edge-pop; hit");
     }

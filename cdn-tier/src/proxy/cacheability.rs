@@ -32,8 +32,12 @@ pub fn decide(resp: &ResponseHeader, policy: &RoutePolicy) -> RespCacheable {
         .map_or(Duration::ZERO, Duration::from_secs);
     let now = SystemTime::now();
     let (stale_while_revalidate, stale_if_error) = cc.as_ref().map_or((0, 0), |cc| {
-        let secs = |d: Option<Duration>| d.map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
-        (secs(cc.serve_stale_while_revalidate_duration()), secs(cc.serve_stale_if_error_duration()))
+        let secs =
+            |d: Option<Duration>| d.map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+        (
+            secs(cc.serve_stale_while_revalidate_duration()),
+            secs(cc.serve_stale_if_error_duration()),
+        )
     });
     let mut header = resp.clone();
     if let Some(cc) = &cc {
@@ -54,7 +58,11 @@ mod tests {
     use super::*;
 
     fn policy(cacheable: bool) -> RoutePolicy {
-        RoutePolicy { ttl: Duration::from_secs(600), cacheable, auth_required: false }
+        RoutePolicy {
+            ttl: Duration::from_secs(600),
+            cacheable,
+            auth_required: false,
+        }
     }
 
     fn resp(status: u16, headers: &[(&'static str, &'static str)]) -> ResponseHeader {
@@ -68,7 +76,10 @@ mod tests {
     fn fresh_secs(c: &RespCacheable) -> Option<u64> {
         match c {
             RespCacheable::Cacheable(meta) => {
-                let left = meta.fresh_until().duration_since(SystemTime::now()).unwrap_or_default();
+                let left = meta
+                    .fresh_until()
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
                 Some((left.as_millis() as u64 + 500) / 1000)
             }
             RespCacheable::Uncacheable(_) => None,
@@ -79,16 +90,40 @@ mod tests {
     fn http_rules_then_route_ttl() {
         let p = policy(true);
         assert_eq!(fresh_secs(&decide(&resp(200, &[]), &p)), Some(600));
-        assert_eq!(fresh_secs(&decide(&resp(200, &[("cache-control", "max-age=60")]), &p)), Some(60));
-        assert_eq!(fresh_secs(&decide(&resp(200, &[("cache-control", "max-age=60, s-maxage=30")]), &p)), Some(30));
-        let aged = decide(&resp(200, &[("cache-control", "max-age=60"), ("age", "50")]), &p);
+        assert_eq!(
+            fresh_secs(&decide(&resp(200, &[("cache-control", "max-age=60")]), &p)),
+            Some(60)
+        );
+        assert_eq!(
+            fresh_secs(&decide(
+                &resp(200, &[("cache-control", "max-age=60, s-maxage=30")]),
+                &p
+            )),
+            Some(30)
+        );
+        let aged = decide(
+            &resp(200, &[("cache-control", "max-age=60"), ("age", "50")]),
+            &p,
+        );
         assert_eq!(fresh_secs(&aged), Some(10));
         if let RespCacheable::Cacheable(meta) = &aged {
-            assert!(meta.age() >= Duration::from_secs(50), "age carried into the stored copy");
+            assert!(
+                meta.age() >= Duration::from_secs(50),
+                "age carried into the stored copy"
+            );
         }
-        assert_eq!(fresh_secs(&decide(&resp(200, &[("cache-control", "no-store")]), &p)), None);
-        assert_eq!(fresh_secs(&decide(&resp(200, &[("cache-control", "private")]), &p)), None);
-        assert_eq!(fresh_secs(&decide(&resp(200, &[("cache-control", "no-cache")]), &p)), None);
+        assert_eq!(
+            fresh_secs(&decide(&resp(200, &[("cache-control", "no-store")]), &p)),
+            None
+        );
+        assert_eq!(
+            fresh_secs(&decide(&resp(200, &[("cache-control", "private")]), &p)),
+            None
+        );
+        assert_eq!(
+            fresh_secs(&decide(&resp(200, &[("cache-control", "no-cache")]), &p)),
+            None
+        );
         assert_eq!(fresh_secs(&decide(&resp(404, &[]), &p)), None);
         assert_eq!(fresh_secs(&decide(&resp(206, &[]), &p)), None);
         assert_eq!(fresh_secs(&decide(&resp(200, &[]), &policy(false))), None);

@@ -46,12 +46,21 @@ pub struct TierProxy {
 }
 
 impl TierProxy {
-    pub fn new(tier: Tier, config: &ProxyConfig, routes: Routes, storage: &'static MemoryStorage) -> Self {
+    pub fn new(
+        tier: Tier,
+        config: &ProxyConfig,
+        routes: Routes,
+        storage: &'static MemoryStorage,
+    ) -> Self {
         let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(LOCK_AGE_TIMEOUT));
         TierProxy {
             tier,
             routes,
-            upstreams: Upstreams::new(config.upstreams.clone(), config.connect_timeout, config.upstream_timeout),
+            upstreams: Upstreams::new(
+                config.upstreams.clone(),
+                config.connect_timeout,
+                config.upstream_timeout,
+            ),
             storage,
             lock,
             max_object_bytes: usize::try_from(config.cache.max_object_bytes).unwrap_or(usize::MAX),
@@ -73,7 +82,13 @@ impl ProxyHttp for TierProxy {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx { started: Instant::now(), policy: None, attempts: 0, upstream_cache_status: None, outcome: Outcome::default() }
+        Ctx {
+            started: Instant::now(),
+            policy: None,
+            attempts: 0,
+            upstream_cache_status: None,
+            outcome: Outcome::default(),
+        }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -91,7 +106,9 @@ impl ProxyHttp for TierProxy {
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         if ctx.policy.as_ref().is_some_and(|p| p.cacheable) {
-            session.cache.enable(self.storage, None, None, Some(self.lock), None);
+            session
+                .cache
+                .enable(self.storage, None, None, Some(self.lock), None);
             session.cache.set_max_file_size_bytes(self.max_object_bytes);
             ctx.outcome.looked_up = true;
         }
@@ -111,16 +128,29 @@ impl ProxyHttp for TierProxy {
         Ok(Box::new(peer))
     }
 
-    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         if self.upstreams.may_retry(ctx.attempts) {
             e.set_retry(true);
         }
         e
     }
 
-    fn response_cache_filter(&self, _session: &Session, resp: &ResponseHeader, ctx: &mut Ctx) -> Result<RespCacheable> {
+    fn response_cache_filter(
+        &self,
+        _session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<RespCacheable> {
         let Some(policy) = &ctx.policy else {
-            return Ok(RespCacheable::Uncacheable(pingora::cache::NoCacheReason::NeverEnabled));
+            return Ok(RespCacheable::Uncacheable(
+                pingora::cache::NoCacheReason::NeverEnabled,
+            ));
         };
         let decision = cacheability::decide(resp, policy);
         if let RespCacheable::Cacheable(meta) = &decision {
@@ -130,7 +160,12 @@ impl ProxyHttp for TierProxy {
         Ok(decision)
     }
 
-    async fn upstream_response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         // The upstream's entries describe this fetch only: keep them out of the stored copy.
         ctx.upstream_cache_status = resp
             .headers
@@ -142,22 +177,36 @@ impl ProxyHttp for TierProxy {
         Ok(())
     }
 
-    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
-        let phase = (session.cache.enabled() || ctx.outcome.looked_up).then(|| session.cache.phase());
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let phase =
+            (session.cache.enabled() || ctx.outcome.looked_up).then(|| session.cache.phase());
         if matches!(phase, Some(CachePhase::Hit)) {
             ctx.outcome.collapsed = session.cache.lock_duration().is_some();
             ctx.outcome.fresh_until = session.cache.maybe_cache_meta().map(CacheMeta::fresh_until);
         }
         let entry = cache_status::entry(self.tier.name(), phase.as_ref(), &ctx.outcome);
         let went_upstream = ctx.outcome.fwd_status.is_some();
-        let upstream = if went_upstream { ctx.upstream_cache_status.as_deref() } else { None };
+        let upstream = if went_upstream {
+            ctx.upstream_cache_status.as_deref()
+        } else {
+            None
+        };
         resp.insert_header(CACHE_STATUS, cache_status::header_value(upstream, &entry))?;
         Ok(())
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let phase = if session.cache.enabled() { session.cache.phase().as_str() } else { "off" };
+        let phase = if session.cache.enabled() {
+            session.cache.phase().as_str()
+        } else {
+            "off"
+        };
         let req = session.req_header();
         tracing::info!(
             tier = self.tier.name(),
@@ -183,7 +232,9 @@ async fn respond(session: &mut Session, rejection: &Rejection, tier: Tier) -> Re
         resp.insert_header(name, value)?;
     }
     let head_only = session.req_header().method == http::Method::HEAD;
-    session.write_response_header(Box::new(resp), head_only).await?;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
     if !head_only {
         session.write_response_body(Some(body), true).await?;
     }

@@ -14,8 +14,15 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn new(peers: Vec<SocketAddr>, connect_timeout: Duration, read_timeout: Duration) -> Self {
-        assert!(!peers.is_empty(), "config validation guarantees an upstream");
-        Upstreams { peers, connect_timeout, read_timeout }
+        assert!(
+            !peers.is_empty(),
+            "config validation guarantees an upstream"
+        );
+        Upstreams {
+            peers,
+            connect_timeout,
+            read_timeout,
+        }
     }
 
     /// The peer for the `attempt`-th try (0-based) of one request.

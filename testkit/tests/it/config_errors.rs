@@ -8,7 +8,12 @@ fn run(tier: Tier, config: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(binary(tier)).arg("--config").arg(&path).arg("--check").output().unwrap();
+    let out = Command::new(binary(tier))
+        .arg("--config")
+        .arg(&path)
+        .arg("--check")
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -22,12 +27,21 @@ fn shipped() -> String {
 
 #[test]
 fn shipped_config_checks_ok() {
-    let text = shipped().replace("root: origin-adapter/sample", &format!("root: {}/../origin-adapter/sample", env!("CARGO_MANIFEST_DIR")));
+    let text = shipped().replace(
+        "root: origin-adapter/sample",
+        &format!(
+            "root: {}/../origin-adapter/sample",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    );
     for tier in [Tier::Origin, Tier::Shield, Tier::Edge] {
         let (code, stdout, stderr) = run(tier, &text);
         assert_eq!(code, 0, "{stderr}");
         assert_eq!(stdout.lines().count(), 1, "{stdout}");
-        assert!(stdout.contains(": ok: origin-adapter 127.0.0.1:9000"), "{stdout}");
+        assert!(
+            stdout.contains(": ok: origin-adapter 127.0.0.1:9000"),
+            "{stdout}"
+        );
     }
 }
 
@@ -36,17 +50,43 @@ fn bad_config_exits_2_with_line_and_field() {
     let good = shipped();
     let line_of = |needle: &str| good.lines().position(|l| l.contains(needle)).unwrap() + 1;
     let cases = [
-        ("memory: 1GiB", "memory: lots", line_of("memory: 1GiB"), "shield.cache.memory"),
-        ("listen: 127.0.0.1:8080", "listen: 127.0.0.1:99999", line_of("listen: 127.0.0.1:8080"), "edge.listen"),
-        ("ttl: 5m", "ttl: 5 fortnights", line_of("ttl: 5m"), "routes[0].ttl"),
-        ("  timeout: 10s", "  timeout: 10s\n  secret_key: nope", line_of("timeout: 10s") + 1, "origin.secret_key"),
+        (
+            "memory: 1GiB",
+            "memory: lots",
+            line_of("memory: 1GiB"),
+            "shield.cache.memory",
+        ),
+        (
+            "listen: 127.0.0.1:8080",
+            "listen: 127.0.0.1:99999",
+            line_of("listen: 127.0.0.1:8080"),
+            "edge.listen",
+        ),
+        (
+            "ttl: 5m",
+            "ttl: 5 fortnights",
+            line_of("ttl: 5m"),
+            "routes[0].ttl",
+        ),
+        (
+            "  timeout: 10s",
+            "  timeout: 10s\n  secret_key: nope",
+            line_of("timeout: 10s") + 1,
+            "origin.secret_key",
+        ),
     ];
     for tier in [Tier::Origin, Tier::Shield, Tier::Edge] {
         for (from, to, line, field) in &cases {
             let (code, _, stderr) = run(tier, &good.replacen(from, to, 1));
             assert_eq!(code, 2, "{to}: {stderr}");
-            assert!(stderr.contains(&format!("config.yaml:{line}:")), "line {line} for {to}: {stderr}");
-            assert!(stderr.contains(&format!("field `{field}`")), "field {field} for {to}: {stderr}");
+            assert!(
+                stderr.contains(&format!("config.yaml:{line}:")),
+                "line {line} for {to}: {stderr}"
+            );
+            assert!(
+                stderr.contains(&format!("field `{field}`")),
+                "field {field} for {to}: {stderr}"
+            );
         }
     }
 }

@@ -12,7 +12,10 @@ fn timed(url: &str) -> (u16, Duration) {
 #[test]
 fn s3_endpoint_refusing_connections_is_502() {
     let closed = format!("http://127.0.0.1:{}", free_port());
-    let mut options = StackOptions::new(Backend::S3 { endpoint: closed, bucket: "packages".into() });
+    let mut options = StackOptions::new(Backend::S3 {
+        endpoint: closed,
+        bucket: "packages".into(),
+    });
     options.origin_timeout = "2s";
     let stack = Stack::start(options);
     let (status, took) = timed(&format!("http://{}/pkgs/a.tgz", stack.origin));
@@ -28,12 +31,18 @@ fn silent_s3_endpoint_is_504_after_the_timeout() {
     // Accepts connections and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", silent.local_addr().unwrap());
-    let mut options = StackOptions::new(Backend::S3 { endpoint, bucket: "packages".into() });
+    let mut options = StackOptions::new(Backend::S3 {
+        endpoint,
+        bucket: "packages".into(),
+    });
     options.origin_timeout = "1s";
     let stack = Stack::start(options);
     let (status, took) = timed(&stack.url("/pkgs/a.tgz"));
     assert_eq!(status, 504);
-    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(4), "took {took:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "took {took:?}"
+    );
     drop(silent);
 }
 

@@ -34,7 +34,11 @@ fn head_range_and_not_modified() {
             let r = request("GET", &url, &[("range", "bytes=10-19")]);
             assert_eq!(r.status, 206, "{url} {round}");
             assert_eq!(&r.body[..], &data[10..20], "{url} {round}");
-            assert_eq!(r.header("content-range"), Some("bytes 10-19/100000"), "{url} {round}");
+            assert_eq!(
+                r.header("content-range"),
+                Some("bytes 10-19/100000"),
+                "{url} {round}"
+            );
             let r = request("GET", &url, &[("range", "bytes=-5")]);
             assert_eq!(&r.body[..], &data[data.len() - 5..], "{url} suffix {round}");
         }
@@ -49,14 +53,24 @@ fn head_range_and_not_modified() {
         assert_eq!(r.status, 200, "{url}");
         assert_eq!(sha256_hex(&r.body), sha256_hex(&data));
         let last_modified = head.header("last-modified").unwrap().to_owned();
-        assert_eq!(request("GET", &url, &[("if-modified-since", &last_modified)]).status, 304, "{url}");
+        assert_eq!(
+            request("GET", &url, &[("if-modified-since", &last_modified)]).status,
+            304,
+            "{url}"
+        );
 
         let missing = get(&format!("{base}/no/such/object"));
         assert_eq!(missing.status, 404, "{url}");
     }
     // A 404 is not stored: asking again still goes upstream.
     let again = get(&stack.url("/no/such/object"));
-    assert!(again.cache_status().contains("shield; fwd=miss; fwd-status=404"), "{}", again.cache_status());
+    assert!(
+        again
+            .cache_status()
+            .contains("shield; fwd=miss; fwd-status=404"),
+        "{}",
+        again.cache_status()
+    );
 }
 
 #[test]
@@ -95,6 +109,9 @@ fn routes_methods_and_auth() {
         let r = get(&stack.url("/nocache/live.txt"));
         assert_eq!(&r.body[..], b"live");
         assert_eq!(r.header("cache-control"), Some("no-store"));
-        assert_eq!(r.cache_status(), "shield; fwd=bypass; fwd-status=200, edge-pop; fwd=bypass; fwd-status=200");
+        assert_eq!(
+            r.cache_status(),
+            "shield; fwd=bypass; fwd-status=200, edge-pop; fwd=bypass; fwd-status=200"
+        );
     }
 }

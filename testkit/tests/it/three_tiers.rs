@@ -11,7 +11,11 @@ const SIZES: [(&str, usize); 4] = [
 ];
 
 fn objects() -> Vec<(String, Vec<u8>)> {
-    SIZES.iter().enumerate().map(|(i, (name, len))| (format!("pkgs/{name}"), pattern(*len, i as u64 + 7))).collect()
+    SIZES
+        .iter()
+        .enumerate()
+        .map(|(i, (name, len))| (format!("pkgs/{name}"), pattern(*len, i as u64 + 7)))
+        .collect()
 }
 
 /// Runs the whole check against a stack; `origin_requests` counts what the origin saw.
@@ -22,15 +26,36 @@ fn check_all_tiers(stack: &mut Stack, origin_requests: &dyn Fn() -> Option<usize
         let first = get(&url);
         assert_eq!(first.status, 200, "{key}: {:?}", first);
         assert_eq!(first.body.len(), data.len(), "{key} length");
-        assert_eq!(sha256_hex(&first.body), sha256_hex(data), "{key} bytes on the miss");
+        assert_eq!(
+            sha256_hex(&first.body),
+            sha256_hex(data),
+            "{key} bytes on the miss"
+        );
         let status = first.cache_status();
-        assert!(status.starts_with("shield; fwd=miss; fwd-status=200; stored"), "{key}: {status}");
-        assert!(status.contains(", edge-pop; fwd=miss; fwd-status=200; stored"), "{key}: {status}");
+        assert!(
+            status.starts_with("shield; fwd=miss; fwd-status=200; stored"),
+            "{key}: {status}"
+        );
+        assert!(
+            status.contains(", edge-pop; fwd=miss; fwd-status=200; stored"),
+            "{key}: {status}"
+        );
 
         let second = get(&url);
-        assert_eq!(sha256_hex(&second.body), sha256_hex(data), "{key} bytes on the hit");
-        assert!(second.cache_status().starts_with("edge-pop; hit"), "{key}: {}", second.cache_status());
-        assert!(!second.cache_status().contains("shield"), "an L1 hit names no other tier");
+        assert_eq!(
+            sha256_hex(&second.body),
+            sha256_hex(data),
+            "{key} bytes on the hit"
+        );
+        assert!(
+            second.cache_status().starts_with("edge-pop; hit"),
+            "{key}: {}",
+            second.cache_status()
+        );
+        assert!(
+            !second.cache_status().contains("shield"),
+            "an L1 hit names no other tier"
+        );
         assert!(second.header("age").is_some(), "{key}: hits carry Age");
     }
 
@@ -38,12 +63,26 @@ fn check_all_tiers(stack: &mut Stack, origin_requests: &dyn Fn() -> Option<usize
     let fresh_edge = stack.start_edge();
     for (key, data) in &objects {
         let reply = get(&format!("http://{fresh_edge}/{key}"));
-        assert_eq!(sha256_hex(&reply.body), sha256_hex(data), "{key} bytes via the fresh edge");
+        assert_eq!(
+            sha256_hex(&reply.body),
+            sha256_hex(data),
+            "{key} bytes via the fresh edge"
+        );
         let status = reply.cache_status();
-        assert!(status.starts_with("shield; hit"), "{key}: L2 hit expected, got {status}");
-        assert!(status.contains(", edge-pop; fwd=miss; fwd-status=200; stored"), "{key}: {status}");
+        assert!(
+            status.starts_with("shield; hit"),
+            "{key}: L2 hit expected, got {status}"
+        );
+        assert!(
+            status.contains(", edge-pop; fwd=miss; fwd-status=200; stored"),
+            "{key}: {status}"
+        );
     }
-    assert_eq!(origin_requests(), before, "L2 hits must not reach the origin");
+    assert_eq!(
+        origin_requests(),
+        before,
+        "L2 hits must not reach the origin"
+    );
 }
 
 #[test]
@@ -58,10 +97,20 @@ fn local_directory_origin() {
     // The adapter logs each request it answers; count those lines.
     let counter = {
         let path = stack.config_path().with_file_name("origin.log");
-        move || Some(std::fs::read_to_string(&path).unwrap_or_default().matches("request method=").count())
+        move || {
+            Some(
+                std::fs::read_to_string(&path)
+                    .unwrap_or_default()
+                    .matches("request method=")
+                    .count(),
+            )
+        }
     };
     check_all_tiers(&mut stack, &counter);
-    assert!(counter().unwrap() >= SIZES.len(), "the origin served the misses");
+    assert!(
+        counter().unwrap() >= SIZES.len(),
+        "the origin served the misses"
+    );
 }
 
 #[test]
@@ -73,5 +122,8 @@ fn s3_origin() {
     let mut stack = Stack::start(StackOptions::new(Backend::s3(&s3)));
     let counter = || Some(s3.requests());
     check_all_tiers(&mut stack, &counter);
-    assert!(s3.requests() >= SIZES.len(), "the S3 server served the misses");
+    assert!(
+        s3.requests() >= SIZES.len(),
+        "the S3 server served the misses"
+    );
 }
