@@ -8,23 +8,24 @@
 //! | `upstream_peer`, `fail_to_connect` | `upstream` (selector, next peer on connect failure) |
 //! | `response_cache_filter` | `cacheability` (RFC 9111 + route TTL + upstream Age) |
 //! | `upstream_response_filter`, `response_filter` | `cache_status` (RFC 9211 list) |
+//! | `fail_to_proxy` | `respond` (502/504 with Age and Cache-Status) |
 //! | `logging` | here: one access-log line |
 
 pub mod admission;
 pub mod cache_status;
 pub mod cacheability;
+pub mod respond;
 pub mod upstream;
 
 use crate::cache::MemoryStorage;
 use crate::config::{ProxyConfig, RoutePolicy, Routes};
-use admission::{Rejection, Tier};
+use admission::Tier;
 use async_trait::async_trait;
-use bytes::Bytes;
 use cache_status::Outcome;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::{CacheKey, CacheMeta, CachePhase, RespCacheable};
 use pingora::http::ResponseHeader;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, Result};
 use std::time::{Duration, Instant};
@@ -98,7 +99,7 @@ impl ProxyHttp for TierProxy {
                 Ok(false)
             }
             Err(rejection) => {
-                respond(session, &rejection, self.tier).await?;
+                respond::rejection(session, self.tier, &rejection).await?;
                 Ok(true)
             }
         }
@@ -197,7 +198,20 @@ impl ProxyHttp for TierProxy {
             None
         };
         resp.insert_header(CACHE_STATUS, cache_status::header_value(upstream, &entry))?;
+        // Fresh from upstream with no Age of its own: say so (RFC 9111 §5.1).
+        if !resp.headers.contains_key(http::header::AGE) {
+            resp.insert_header(http::header::AGE, "0")?;
+        }
         Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let status = respond::failure_status(e);
+        respond::failure(session, self.tier, status, ctx.outcome.looked_up).await;
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
@@ -219,24 +233,4 @@ impl ProxyHttp for TierProxy {
             "request"
         );
     }
-}
-
-async fn respond(session: &mut Session, rejection: &Rejection, tier: Tier) -> Result<()> {
-    let body = Bytes::from(rejection.body.clone());
-    let mut resp = ResponseHeader::build(rejection.status, Some(5))?;
-    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    resp.insert_header(CACHE_STATUS, format!("{}; fwd=bypass", tier.name()))?;
-    if let Some((name, value)) = rejection.header {
-        resp.insert_header(name, value)?;
-    }
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
 }

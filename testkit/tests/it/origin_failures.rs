@@ -52,7 +52,15 @@ fn unreachable_origin_adapter_is_502_at_the_edge() {
     let mut options = StackOptions::new(Backend::Local(root.path().to_owned()));
     options.shield_origin = Some(([127, 0, 0, 1], free_port()).into());
     let stack = Stack::start(options);
-    let (status, took) = timed(&stack.url("/anything"));
-    assert_eq!(status, 502);
+    let started = Instant::now();
+    let reply = get(&stack.url("/anything"));
+    let took = started.elapsed();
+    assert_eq!(reply.status, 502);
     assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(
+        reply.cache_status(),
+        "shield; fwd=miss; detail=upstream-502, edge-pop; fwd=miss; fwd-status=502",
+        "both tiers say what happened"
+    );
+    assert_eq!(reply.header("age"), Some("0"));
 }
