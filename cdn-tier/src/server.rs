@@ -35,9 +35,15 @@ pub fn run(tier: Tier, config: &Config) -> ! {
             .to_string(),
         ..ServerConf::default()
     };
+    let storage = match cache::storage(&settings.cache) {
+        Ok(storage) => storage,
+        Err(e) => {
+            eprintln!("{}: cannot open the cache: {e}", tier.name());
+            std::process::exit(1);
+        }
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let storage = cache::storage(&settings.cache);
     let proxy = TierProxy::new(tier, settings, config.routes.clone(), storage);
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, tier.name());

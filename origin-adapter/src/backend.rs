@@ -49,8 +49,12 @@ pub fn build(origin: &OriginConfig) -> Result<Arc<dyn ObjectStore>, BackendError
                     base: 2.0,
                 },
             };
+            // No whole-request timeout: a large object may take longer than `timeout` to
+            // stream. The adapter bounds the wait for the first byte and for each chunk
+            // itself (→ 504); the client's read timeout sits just behind as a backstop.
             let client = ClientOptions::new()
-                .with_timeout(origin.timeout)
+                .with_timeout_disabled()
+                .with_read_timeout(origin.timeout + Duration::from_secs(1))
                 .with_connect_timeout(origin.timeout.min(Duration::from_secs(5)))
                 .with_allow_http(s3.allow_http);
             let mut builder = AmazonS3Builder::new()

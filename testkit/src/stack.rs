@@ -49,6 +49,8 @@ pub struct StackOptions {
     pub shield_origin: Option<SocketAddr>,
     pub memory: &'static str,
     pub max_object: &'static str,
+    /// Disk tier size for the shield and each edge (`None`: memory only).
+    pub disk: Option<&'static str>,
 }
 
 impl StackOptions {
@@ -59,6 +61,7 @@ impl StackOptions {
             shield_origin: None,
             memory: "512MiB",
             max_object: "128MiB",
+            disk: Some("512MiB"),
         }
     }
 }
@@ -70,7 +73,16 @@ pub struct Stack {
     pub origin: SocketAddr,
     pub shield: SocketAddr,
     pub edge: SocketAddr,
-    children: Vec<(String, Child)>,
+    children: Vec<Process>,
+}
+
+/// One running binary and how to start it again.
+struct Process {
+    name: String,
+    tier: Tier,
+    config: PathBuf,
+    addr: SocketAddr,
+    child: Child,
 }
 
 impl Stack {
@@ -122,10 +134,17 @@ impl Stack {
                 "    s3:\n      endpoint: {endpoint}\n      bucket: {bucket}\n      allow_http: true\n"
             ),
         };
+        let disk = |name: &str| match o.disk {
+            Some(size) => format!(
+                "    disk:\n      path: {}\n      size: {size}\n",
+                self.dir.path().join("cache").join(name).display()
+            ),
+            None => String::new(),
+        };
         let text = format!(
             "origin:\n  listen: {origin}\n  timeout: {timeout}\n  backend:\n{backend}\
-             shield:\n  listen: {shield}\n  origin: {shield_origin}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n\
-             edge:\n  listen: {edge}\n  shields: [{shield}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n\
+             shield:\n  listen: {shield}\n  origin: {shield_origin}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{shield_disk}\
+             edge:\n  listen: {edge}\n  shields: [{shield}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
              routes:\n  - prefix: /private/\n    ttl: 1h\n    auth: true\n  - prefix: /nocache/\n    ttl: 1h\n    cache: false\n  - prefix: /\n    ttl: 1h\n",
             origin = self.origin,
             timeout = o.origin_timeout,
@@ -133,6 +152,8 @@ impl Stack {
             shield_origin = o.shield_origin.unwrap_or(self.origin),
             memory = o.memory,
             max_object = o.max_object,
+            shield_disk = disk("shield"),
+            edge_disk = disk(&format!("edge-{}", edge.port())),
         );
         let path = self.dir.path().join(file);
         std::fs::write(&path, text).expect("write config");
@@ -140,10 +161,24 @@ impl Stack {
     }
 
     fn spawn(&mut self, tier: Tier, config: &Path, name: &str, addr: SocketAddr) {
-        let log =
-            std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log file");
-        let mut command = Command::new(binary(tier));
-        command
+        let child = self.launch(tier, config, name);
+        self.children.push(Process {
+            name: name.to_owned(),
+            tier,
+            config: config.to_owned(),
+            addr,
+            child,
+        });
+        self.wait_listening(self.children.len() - 1);
+    }
+
+    fn launch(&self, tier: Tier, config: &Path, name: &str) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{name}.log")))
+            .expect("log file");
+        Command::new(binary(tier))
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "info")
@@ -152,29 +187,84 @@ impl Stack {
             .env_remove("AWS_SESSION_TOKEN")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
-            .stderr(log);
-        let child = command
+            .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", tier.binary()));
-        self.children.push((name.to_owned(), child));
-        let index = self.children.len() - 1;
+            .unwrap_or_else(|e| panic!("start {}: {e}", tier.binary()))
+    }
+
+    fn wait_listening(&mut self, index: usize) {
+        let (name, addr) = (self.children[index].name.clone(), self.children[index].addr);
         eventually(&format!("{name} listening on {addr}"), || {
-            if let Ok(Some(status)) = self.children[index].1.try_wait() {
+            if let Ok(Some(status)) = self.children[index].child.try_wait() {
                 panic!(
                     "{name} exited with {status} before listening:\n{}",
-                    self.log(name)
+                    self.log(&name)
                 );
             }
             TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
         });
     }
+
+    fn index_of(&self, name: &str) -> usize {
+        self.children
+            .iter()
+            .position(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no process {name}"))
+    }
+
+    pub fn pid(&self, name: &str) -> u32 {
+        self.children[self.index_of(name)].child.id()
+    }
+
+    /// Stops a process with `signal` (e.g. "KILL", "INT", "TERM"), waits for it to exit, then
+    /// starts it again with the same config and waits until it listens.
+    pub fn restart(&mut self, name: &str, signal: &str) {
+        let index = self.index_of(name);
+        let pid = self.children[index].child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-s", signal, &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} {pid}");
+        eventually(&format!("{name} to exit after SIG{signal}"), || {
+            self.children[index].child.try_wait().ok().flatten()
+        });
+        let (tier, config) = (
+            self.children[index].tier,
+            self.children[index].config.clone(),
+        );
+        self.children[index].child = self.launch(tier, &config, name);
+        self.wait_listening(index);
+    }
+
+    /// Peak resident memory of a running process, in bytes (VmHWM).
+    pub fn peak_rss(&self, name: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(name)))
+            .expect("proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmHWM");
+        kib * 1024
+    }
+
+    /// The disk cache folder of a proxy process ("shield", "edge", or an extra edge's name).
+    pub fn cache_dir(&self, name: &str) -> PathBuf {
+        let folder = match name {
+            "shield" => "shield".to_owned(),
+            _ => format!("edge-{}", self.children[self.index_of(name)].addr.port()),
+        };
+        self.dir.path().join("cache").join(folder)
+    }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+        for p in &mut self.children {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
         }
     }
 }

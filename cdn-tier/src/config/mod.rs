@@ -222,6 +222,8 @@ fn is_field_path(s: &str) -> bool {
 
 /// Largest cached object when the config does not say.
 const DEFAULT_MAX_OBJECT: u64 = 128 << 20;
+/// Smallest disk tier: eight segments of the smallest size.
+const MIN_DISK: u64 = 8 << 20;
 
 fn validate(path: &Path, text: &str, file: raw::File) -> Result<Config, ConfigError> {
     let fail = |field: &str, message: String| ConfigError {
@@ -283,22 +285,44 @@ fn validate(path: &Path, text: &str, file: raw::File) -> Result<Config, ConfigEr
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cache = |tier: &str, c: raw::Cache| -> Result<CacheConfig, ConfigError> {
+        let disk = c.disk.map(|d| DiskConfig {
+            path: absolute(&d.path),
+            size_bytes: d.size.0,
+        });
+        if c.memory.0 == 0 && disk.is_none() {
+            return Err(fail(
+                &format!("{tier}.cache.memory"),
+                "is 0 and no disk tier is configured: nothing would be cached".into(),
+            ));
+        }
+        if let Some(d) = &disk {
+            if d.size_bytes < MIN_DISK {
+                return Err(fail(
+                    &format!("{tier}.cache.disk.size"),
+                    format!("must be at least {}", ByteSize(MIN_DISK)),
+                ));
+            }
+        }
+        // The largest object must fit the tier that will hold it: half the disk, or the memory.
+        let room = disk.as_ref().map_or(c.memory.0, |d| d.size_bytes / 2);
         let max_object = c
             .max_object
-            .unwrap_or(ByteSize(DEFAULT_MAX_OBJECT.min(c.memory.0)));
-        if max_object > c.memory {
+            .unwrap_or(ByteSize(DEFAULT_MAX_OBJECT.min(room)));
+        if max_object.0 > room {
+            let holder = if disk.is_some() {
+                "half the disk tier"
+            } else {
+                "the memory tier"
+            };
             return Err(fail(
                 &format!("{tier}.cache.max_object"),
-                format!("{max_object} is larger than the memory tier ({})", c.memory),
+                format!("{max_object} is larger than {holder} ({})", ByteSize(room)),
             ));
         }
         Ok(CacheConfig {
             memory_bytes: c.memory.0,
             max_object_bytes: max_object.0,
-            disk: c.disk.map(|d| DiskConfig {
-                path: absolute(&d.path),
-                size_bytes: d.size.0,
-            }),
+            disk,
         })
     };
     let threads = |tier: &str, t: Option<usize>| match t {

@@ -17,7 +17,7 @@ pub mod cacheability;
 pub mod respond;
 pub mod upstream;
 
-use crate::cache::MemoryStorage;
+use crate::cache::TieredStorage;
 use crate::config::{ProxyConfig, RoutePolicy, Routes};
 use admission::Tier;
 use async_trait::async_trait;
@@ -41,7 +41,7 @@ pub struct TierProxy {
     tier: Tier,
     routes: Routes,
     upstreams: Upstreams,
-    storage: &'static MemoryStorage,
+    storage: &'static TieredStorage,
     lock: &'static CacheKeyLockImpl,
     max_object_bytes: usize,
 }
@@ -51,7 +51,7 @@ impl TierProxy {
         tier: Tier,
         config: &ProxyConfig,
         routes: Routes,
-        storage: &'static MemoryStorage,
+        storage: &'static TieredStorage,
     ) -> Self {
         let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(LOCK_AGE_TIMEOUT));
         TierProxy {

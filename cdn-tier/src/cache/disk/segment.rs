@@ -1,0 +1,150 @@
+//! Segment files. A *small* segment is preallocated to the segment size and filled by appending
+//! whole entries; a *large* segment holds one entry streamed as it arrives. Sealed data is read
+//! through a shared read-only memory map; every read here blocks (page faults included), so
+//! callers run them on the blocking pool, never on an async worker.
+#![allow(unsafe_code)]
+
+use memmap2::Mmap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Small,
+    Large,
+}
+
+impl Kind {
+    fn extension(self) -> &'static str {
+        match self {
+            Kind::Small => "seg",
+            Kind::Large => "obj",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Segment {
+    pub id: u32,
+    pub kind: Kind,
+    pub path: PathBuf,
+    file: File,
+    map: OnceLock<Mmap>,
+    /// Bytes this segment counts against the disk bound.
+    allocated: AtomicU64,
+    /// Small segments: where the next entry goes.
+    pub write_pos: AtomicU64,
+}
+
+pub fn file_name(id: u32, kind: Kind) -> String {
+    format!("{id:010}.{}", kind.extension())
+}
+
+/// Parses a segment file name back into (id, kind).
+pub fn parse_name(name: &str) -> Option<(u32, Kind)> {
+    let (stem, ext) = name.split_once('.')?;
+    let kind = match ext {
+        "seg" => Kind::Small,
+        "obj" => Kind::Large,
+        _ => return None,
+    };
+    Some((stem.parse().ok()?, kind))
+}
+
+impl Segment {
+    /// Creates a new segment file; small ones are sized (sparsely) to `size` and mapped now.
+    pub fn create(dir: &Path, id: u32, kind: Kind, size: u64) -> io::Result<Segment> {
+        let path = dir.join(file_name(id, kind));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let segment = Segment {
+            id,
+            kind,
+            path,
+            file,
+            map: OnceLock::new(),
+            allocated: AtomicU64::new(size),
+            write_pos: AtomicU64::new(0),
+        };
+        if kind == Kind::Small {
+            segment.file.set_len(size)?;
+            segment.map_now()?;
+        }
+        Ok(segment)
+    }
+
+    /// Opens an existing segment file (at start-up) and maps it.
+    pub fn open(path: &Path, id: u32, kind: Kind) -> io::Result<Segment> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let len = file.metadata()?.len();
+        let segment = Segment {
+            id,
+            kind,
+            path: path.to_owned(),
+            file,
+            map: OnceLock::new(),
+            allocated: AtomicU64::new(len),
+            write_pos: AtomicU64::new(len),
+        };
+        if len > 0 {
+            segment.map_now()?;
+        }
+        Ok(segment)
+    }
+
+    /// Maps the file as it is now; a large segment calls this once its entry is committed.
+    pub fn map_now(&self) -> io::Result<()> {
+        // SAFETY: the file is created and written only by this process through `write_at`,
+        // and never truncated while the map lives; the map is read-only and shared, so reads
+        // see what `write_at` wrote. A file shortened by someone else would fault on read;
+        // that is outside what the cache directory may be used for (see ARCHITECTURE.md).
+        let map = unsafe { Mmap::map(&self.file)? };
+        let _ = self.map.set(map);
+        Ok(())
+    }
+
+    pub fn allocated(&self) -> u64 {
+        self.allocated.load(Ordering::Relaxed)
+    }
+
+    pub fn set_allocated(&self, bytes: u64) {
+        self.allocated.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Copies `len` bytes at `offset` out of the segment. Blocks.
+    pub fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let start = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+        if let Some(map) = self.map.get() {
+            let end = start
+                .checked_add(len)
+                .filter(|&e| e <= map.len())
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "read past the end of the segment",
+                    )
+                })?;
+            return Ok(map[start..end].to_vec());
+        }
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+
+    /// The mapped bytes, for scanning at start-up and at eviction.
+    pub fn mapped(&self) -> &[u8] {
+        self.map.get().map_or(&[], |m| &m[..])
+    }
+
+    /// Writes at `offset`. Blocks.
+    pub fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(data, offset)
+    }
+}
