@@ -3,5 +3,6 @@
 
 mod config_errors;
 mod origin_failures;
+mod persistence;
 mod requests;
 mod three_tiers;

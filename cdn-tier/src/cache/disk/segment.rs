@@ -118,10 +118,12 @@ impl Segment {
         self.allocated.store(bytes, Ordering::Relaxed);
     }
 
-    /// Copies `len` bytes at `offset` out of the segment. Blocks.
+    /// Copies `len` bytes at `offset` out of the segment. Blocks. Small segments are read
+    /// through the map; a large object's body is read with `pread`, so streaming a big object
+    /// does not pull all of it into this process's resident memory.
     pub fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         let start = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-        if let Some(map) = self.map.get() {
+        if let Some(map) = self.map.get().filter(|_| self.kind == Kind::Small) {
             let end = start
                 .checked_add(len)
                 .filter(|&e| e <= map.len())
