@@ -146,18 +146,41 @@ pub fn get(url: &str) -> Reply {
 /// GETs `url` and hashes the body as it streams (for objects too big to hold); returns the
 /// status, the `Cache-Status` header and the body's length and sha256.
 pub fn get_hashed(url: &str) -> (u16, String, u64, String) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().build().expect("client");
-        let mut resp = client.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let mut resp = client
+            .get(url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
         let status = resp.status().as_u16();
-        let cache_status = resp.headers().get("cache-status").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let cache_status = resp
+            .headers()
+            .get("cache-status")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
         let (mut hasher, mut len) = (Sha256::new(), 0u64);
-        while let Some(chunk) = resp.chunk().await.unwrap_or_else(|e| panic!("GET {url} body: {e}")) {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url} body: {e}"))
+        {
             len += chunk.len() as u64;
             hasher.update(&chunk);
         }
-        let hex = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         (status, cache_status, len, hex)
     })
 }

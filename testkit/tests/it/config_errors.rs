@@ -54,7 +54,7 @@ fn bad_config_exits_2_with_line_and_field() {
             "memory: 1GiB",
             "memory: lots",
             line_of("memory: 1GiB"),
-            "shield.cache.memory",
+            "edge.cache.memory",
         ),
         (
             "listen: 127.0.0.1:8080",

@@ -10,7 +10,10 @@ fn origin_requests(stack: &Stack) -> usize {
     stack.log("origin").matches("request method=").count()
 }
 
-fn local_stack(files: &[(&str, &[u8])], options: impl FnOnce(&mut StackOptions)) -> (tempfile::TempDir, Stack) {
+fn local_stack(
+    files: &[(&str, &[u8])],
+    options: impl FnOnce(&mut StackOptions),
+) -> (tempfile::TempDir, Stack) {
     let root = tempfile::tempdir().unwrap();
     for (name, data) in files {
         std::fs::write(root.path().join(name), data).unwrap();
@@ -23,7 +26,11 @@ fn local_stack(files: &[(&str, &[u8])], options: impl FnOnce(&mut StackOptions))
 #[test]
 fn entries_survive_clean_stop_and_sigkill() {
     // 20 MiB is past the small-entry limit: it lives in a segment of its own.
-    let objects = [("a.bin", pattern(1 << 10, 1)), ("b.bin", pattern(1 << 20, 2)), ("c.bin", pattern(20 << 20, 3))];
+    let objects = [
+        ("a.bin", pattern(1 << 10, 1)),
+        ("b.bin", pattern(1 << 20, 2)),
+        ("c.bin", pattern(20 << 20, 3)),
+    ];
     let files: Vec<(&str, &[u8])> = objects.iter().map(|(n, d)| (*n, d.as_slice())).collect();
     let (_root, mut stack) = local_stack(&files, |_| {});
     for (name, data) in &objects {
@@ -36,8 +43,16 @@ fn entries_survive_clean_stop_and_sigkill() {
         stack.restart("shield", signal);
         for (name, data) in &objects {
             let r = get(&stack.url(&format!("/{name}")));
-            assert_eq!(sha256_hex(&r.body), sha256_hex(data), "{name} after SIG{signal}");
-            assert!(r.cache_status().starts_with("edge-pop; hit"), "{name} after SIG{signal}: {}", r.cache_status());
+            assert_eq!(
+                sha256_hex(&r.body),
+                sha256_hex(data),
+                "{name} after SIG{signal}"
+            );
+            assert!(
+                r.cache_status().starts_with("edge-pop; hit"),
+                "{name} after SIG{signal}: {}",
+                r.cache_status()
+            );
         }
     }
     assert_eq!(origin_requests(&stack), fetched, "nothing was refetched");
@@ -51,30 +66,50 @@ fn a_fill_cut_off_by_sigkill_is_never_served() {
     // A client that reads the first MiB and then stops reading: the edge's fill stalls
     // half-way, with its segment file open.
     let mut client = std::net::TcpStream::connect(stack.edge).unwrap();
-    client.write_all(b"GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    client
+        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
     let mut first = vec![0u8; 1 << 20];
     client.read_exact(&mut first).unwrap();
     let edge_cache = stack.cache_dir("edge");
     eventually("the edge to start writing the object to disk", || {
-        std::fs::read_dir(&edge_cache).ok()?.flatten().any(|e| e.path().extension().is_some_and(|x| x == "obj")).then_some(())
+        std::fs::read_dir(&edge_cache)
+            .ok()?
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "obj"))
+            .then_some(())
     });
     std::thread::sleep(Duration::from_millis(200));
     stack.restart("edge", "KILL");
     drop(client);
 
-    let leftover = std::fs::read_dir(&edge_cache).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "obj")).count();
+    let leftover = std::fs::read_dir(&edge_cache)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "obj"))
+        .count();
     assert_eq!(leftover, 0, "the torn entry's file is removed at start-up");
     let (status, cache_status, len, hash) = get_hashed(&stack.url("/big.bin"));
     assert_eq!(status, 200);
-    assert!(cache_status.contains("edge-pop; fwd=miss"), "{cache_status}");
-    assert_eq!((len, hash), (data.len() as u64, sha256_hex(&data)), "the whole object, refetched");
+    assert!(
+        cache_status.contains("edge-pop; fwd=miss"),
+        "{cache_status}"
+    );
+    assert_eq!(
+        (len, hash),
+        (data.len() as u64, sha256_hex(&data)),
+        "the whole object, refetched"
+    );
 }
 
 #[test]
 fn a_corrupted_entry_is_refetched_not_served() {
     let data = pattern(1 << 20, 5);
     let (_root, mut stack) = local_stack(&[("pkg.tgz", &data)], |_| {});
-    assert_eq!(sha256_hex(&get(&stack.url("/pkg.tgz")).body), sha256_hex(&data));
+    assert_eq!(
+        sha256_hex(&get(&stack.url("/pkg.tgz")).body),
+        sha256_hex(&data)
+    );
     // Stop the edge so its memory tier is empty, flip a byte inside the stored body, start again.
     let segment = std::fs::read_dir(stack.cache_dir("edge"))
         .unwrap()
@@ -85,19 +120,34 @@ fn a_corrupted_entry_is_refetched_not_served() {
     stack.restart("edge", "INT");
     {
         use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new().read(true).write(true).open(&segment).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&segment)
+            .unwrap();
         let mut b = [0u8; 1];
         f.read_exact_at(&mut b, 600_000).unwrap();
         f.write_all_at(&[!b[0]], 600_000).unwrap();
     }
     stack.restart("edge", "INT");
     let r = get(&stack.url("/pkg.tgz"));
-    assert_eq!(sha256_hex(&r.body), sha256_hex(&data), "never the flipped byte");
+    assert_eq!(
+        sha256_hex(&r.body),
+        sha256_hex(&data),
+        "never the flipped byte"
+    );
     let status = r.cache_status();
-    assert!(status.starts_with("shield; hit") && status.contains(", edge-pop; fwd=miss"), "refetched from the shield: {status}");
+    assert!(
+        status.starts_with("shield; hit") && status.contains(", edge-pop; fwd=miss"),
+        "refetched from the shield: {status}"
+    );
     assert!(stack.log("edge").contains("corrupt cache entry dropped"));
     let again = get(&stack.url("/pkg.tgz"));
-    assert!(again.cache_status().starts_with("edge-pop; hit"), "{}", again.cache_status());
+    assert!(
+        again.cache_status().starts_with("edge-pop; hit"),
+        "{}",
+        again.cache_status()
+    );
     assert_eq!(sha256_hex(&again.body), sha256_hex(&data));
 }
 
@@ -108,7 +158,8 @@ fn a_gib_object_streams_through_with_bounded_memory() {
     const BOUND: u64 = 128 << 20;
     let root = tempfile::tempdir().unwrap();
     {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(root.path().join("gib.bin")).unwrap());
+        let mut f =
+            std::io::BufWriter::new(std::fs::File::create(root.path().join("gib.bin")).unwrap());
         for i in 0..(GIB / (8 << 20)) {
             f.write_all(&pattern(8 << 20, i as u64)).unwrap();
         }
@@ -119,7 +170,10 @@ fn a_gib_object_streams_through_with_bounded_memory() {
         for i in 0..(GIB / (8 << 20)) {
             h.update(pattern(8 << 20, i as u64));
         }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
+        h.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     };
     let mut o = StackOptions::new(Backend::Local(root.path().to_owned()));
     o.memory = "64MiB";
@@ -129,7 +183,11 @@ fn a_gib_object_streams_through_with_bounded_memory() {
     for round in ["miss", "hit"] {
         let (status, cache_status, len, hash) = get_hashed(&stack.url("/gib.bin"));
         assert_eq!(status, 200, "{round}");
-        assert_eq!((len, hash.as_str()), (GIB as u64, expected.as_str()), "{round}");
+        assert_eq!(
+            (len, hash.as_str()),
+            (GIB as u64, expected.as_str()),
+            "{round}"
+        );
         if round == "hit" {
             assert!(cache_status.starts_with("edge-pop; hit"), "{cache_status}");
         }
