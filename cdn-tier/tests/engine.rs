@@ -169,3 +169,33 @@ async fn a_disk_hit_is_promoted_to_memory() {
         "the disk hit now sits in memory too"
     );
 }
+
+/// Regression: a refetch that goes to disk as a large entry must not stay hidden behind the
+/// older, smaller copy in the memory tier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_large_copy_replaces_an_older_one_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CacheConfig {
+        memory_bytes: 64 << 20,
+        max_object_bytes: 32 << 20,
+        disk: Some(DiskConfig {
+            path: dir.path().to_owned(),
+            size_bytes: 64 << 20,
+        }),
+    };
+    let engine = cache::storage(&config).unwrap();
+    let span = Span::inactive().handle();
+    let key = CacheKey::new("/grows", "");
+    for body in [vec![1u8; 1000], vec![2u8; 6 << 20]] {
+        let mut miss = engine
+            .get_miss_handler(&key, &meta_for(body.len()), &span)
+            .await
+            .unwrap();
+        miss.write_body(bytes::Bytes::from(body.clone()), true)
+            .await
+            .unwrap();
+        miss.finish().await.unwrap();
+        let (_meta, mut hit) = engine.lookup(&key, &span).await.unwrap().expect("hit");
+        assert_eq!(read_all(&mut hit).await, body);
+    }
+}

@@ -35,8 +35,16 @@ const FILL_READ: usize = 256 * 1024;
 pub struct TieredStorage {
     memory: Option<MemoryTier>,
     disk: Option<Arc<DiskTier>>,
-    fills: Mutex<HashMap<HashBinary, Arc<Fill>>>,
+    fills: Mutex<Fills>,
     next_write_id: AtomicU64,
+}
+
+/// Fills in progress: the newest per key (what lookups join), and every one by its write id
+/// (what a writer's own reader asks for).
+#[derive(Default)]
+struct Fills {
+    current: HashMap<HashBinary, Arc<Fill>>,
+    by_id: HashMap<u64, Arc<Fill>>,
 }
 
 /// What the engine holds, for metrics and tests.
@@ -52,7 +60,7 @@ impl TieredStorage {
         TieredStorage {
             memory,
             disk: disk.map(Arc::new),
-            fills: Mutex::new(HashMap::new()),
+            fills: Mutex::new(Fills::default()),
             next_write_id: AtomicU64::new(1),
         }
     }
@@ -67,13 +75,23 @@ impl TieredStorage {
     }
 
     fn fill_for(&self, key: &HashBinary) -> Option<Arc<Fill>> {
-        self.fills.lock().expect("fills poisoned").get(key).cloned()
+        self.fills
+            .lock()
+            .expect("fills poisoned")
+            .current
+            .get(key)
+            .cloned()
     }
 
     fn forget_fill(&self, key: &HashBinary, write_id: u64) {
         let mut fills = self.fills.lock().expect("fills poisoned");
-        if fills.get(key).is_some_and(|f| f.write_id == write_id) {
-            fills.remove(key);
+        fills.by_id.remove(&write_id);
+        if fills
+            .current
+            .get(key)
+            .is_some_and(|f| f.write_id == write_id)
+        {
+            fills.current.remove(key);
         }
     }
 
@@ -96,7 +114,7 @@ impl TieredStorage {
                     len,
                 });
                 if let Some(memory) = &self.memory {
-                    memory.insert(key, object.clone());
+                    memory.promote(key, object.clone());
                 }
                 Ok(Some((cache_meta, Box::new(MemoryHit::new(object)))))
             }
@@ -151,19 +169,32 @@ impl Storage for TieredStorage {
         self.disk_lookup(hash).await
     }
 
+    /// The writer's own fill, by its write id; never another fill or a stored object, which
+    /// could carry a different body under this writer's headers.
     async fn lookup_streaming_write(
         &'static self,
         key: &CacheKey,
         streaming_write_tag: Option<&[u8]>,
         trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
-        let hash = hash_of(key);
-        let wanted = streaming_write_tag
-            .and_then(|t| <[u8; 8]>::try_from(t).ok())
-            .map(u64::from_be_bytes);
-        match self.fill_for(&hash) {
-            Some(fill) if Some(fill.write_id) == wanted => fill.reader(),
-            _ => self.lookup(key, trace).await,
+        let Some(tag) = streaming_write_tag else {
+            return self.lookup(key, trace).await;
+        };
+        let id = <[u8; 8]>::try_from(tag).map(u64::from_be_bytes).ok();
+        let fill = id.and_then(|id| {
+            self.fills
+                .lock()
+                .expect("fills poisoned")
+                .by_id
+                .get(&id)
+                .cloned()
+        });
+        match fill {
+            Some(fill) => fill.reader(),
+            None => Error::e_explain(
+                ErrorType::InternalError,
+                "no fill in progress for this write",
+            ),
         }
     }
 
@@ -187,6 +218,7 @@ impl Storage for TieredStorage {
             chunks: RwLock::new(Vec::new()),
             disk: OnceLock::new(),
             state: watch::channel(FillState::default()).0,
+            purged: Default::default(),
         });
         let mut miss = TieredMiss {
             storage: self,
@@ -196,16 +228,17 @@ impl Storage for TieredStorage {
             announced,
             tag: write_id.to_be_bytes(),
             finished: false,
+            failed: false,
         };
         if let (Some(disk), Some(len)) = (&self.disk, announced) {
             if len > disk.small_limit() as u64 {
                 miss.go_large(len).await?;
             }
         }
-        self.fills
-            .lock()
-            .expect("fills poisoned")
-            .insert(hash, fill);
+        let mut fills = self.fills.lock().expect("fills poisoned");
+        fills.by_id.insert(write_id, fill.clone());
+        fills.current.insert(hash, fill);
+        drop(fills);
         Ok(Box::new(miss))
     }
 
@@ -216,12 +249,20 @@ impl Storage for TieredStorage {
         _trace: &SpanHandle,
     ) -> Result<PurgeOutcome> {
         let hash = target.key().combined_bin();
-        let fill = self
+        let fill = match self
             .fills
             .lock()
             .expect("fills poisoned")
+            .current
             .remove(&hash)
-            .is_some();
+        {
+            Some(fill) => {
+                // Its writer still finishes for the clients it serves, but stores nothing.
+                fill.purged.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        };
         let memory = self.memory.as_ref().is_some_and(|m| m.remove(&hash));
         let disk = self.disk.as_ref().is_some_and(|d| d.remove(&hash));
         Ok(if fill || memory || disk {
@@ -310,6 +351,8 @@ struct Fill {
     chunks: RwLock<Vec<Bytes>>,
     disk: OnceLock<FillReader>,
     state: watch::Sender<FillState>,
+    /// Purged while filling: finish stores nothing.
+    purged: std::sync::atomic::AtomicBool,
 }
 
 impl Fill {
@@ -414,6 +457,8 @@ struct TieredMiss {
     announced: Option<u64>,
     tag: [u8; 8],
     finished: bool,
+    /// A write failed: the fill must not be stored, even if `finish` is called.
+    failed: bool,
 }
 
 impl TieredMiss {
@@ -442,45 +487,29 @@ impl TieredMiss {
 
 #[async_trait]
 impl HandleMiss for TieredMiss {
-    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
-        if data.is_empty() {
-            return Ok(());
+    async fn write_body(&mut self, data: Bytes, eof: bool) -> Result<()> {
+        let written = self.write_body_inner(data, eof).await;
+        if written.is_err() {
+            self.failed = true;
         }
-        let len = data.len() as u64;
-        if let Some(mut writer) = self.large.take() {
-            let writer = blocking(move || {
-                writer.write(&data)?;
-                Ok(writer)
-            })
-            .await?;
-            self.large = Some(writer);
-            self.fill.state.send_modify(|st| st.written += len);
-            return Ok(());
-        }
-        self.fill
-            .chunks
-            .write()
-            .expect("chunks poisoned")
-            .push(data);
-        self.fill.state.send_modify(|st| {
-            st.written += len;
-            st.in_ram += len;
-        });
-        let in_ram = self.fill.state.borrow().in_ram;
-        if let Some(disk) = &self.storage.disk {
-            if in_ram > disk.small_limit() as u64 {
-                self.go_large(self.announced.unwrap_or(in_ram * 2).max(in_ram))
-                    .await?;
-            }
-        }
-        Ok(())
+        written
     }
 
     async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
+        if self.failed {
+            return Error::e_explain(ErrorType::InternalError, "cache write failed earlier");
+        }
         let written = self.fill.state.borrow().written as usize;
+        let purged = self.fill.purged.load(Ordering::Relaxed);
         if let Some(writer) = self.large.take() {
-            blocking(move || writer.commit()).await?;
-        } else {
+            if !purged {
+                blocking(move || writer.commit()).await?;
+            }
+            // A smaller, older copy must not shadow this one from the memory tier.
+            if let Some(memory) = &self.storage.memory {
+                memory.remove(&self.key);
+            }
+        } else if !purged {
             let chunks: Arc<[Bytes]> = self
                 .fill
                 .chunks
@@ -512,6 +541,42 @@ impl HandleMiss for TieredMiss {
 
     fn streaming_write_tag(&self) -> Option<&[u8]> {
         Some(&self.tag)
+    }
+}
+
+impl TieredMiss {
+    async fn write_body_inner(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let len = data.len() as u64;
+        if let Some(mut writer) = self.large.take() {
+            let writer = blocking(move || {
+                writer.write(&data)?;
+                Ok(writer)
+            })
+            .await?;
+            self.large = Some(writer);
+            self.fill.state.send_modify(|st| st.written += len);
+            return Ok(());
+        }
+        self.fill
+            .chunks
+            .write()
+            .expect("chunks poisoned")
+            .push(data);
+        self.fill.state.send_modify(|st| {
+            st.written += len;
+            st.in_ram += len;
+        });
+        let in_ram = self.fill.state.borrow().in_ram;
+        if let Some(disk) = &self.storage.disk {
+            if in_ram > disk.small_limit() as u64 {
+                self.go_large(self.announced.unwrap_or(in_ram * 2).max(in_ram))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 }
 

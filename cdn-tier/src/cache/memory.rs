@@ -42,10 +42,20 @@ impl MemoryTier {
         self.objects.get(key)
     }
 
-    /// Offers an object to the tier; admission may still turn it away.
+    /// Offers a new version of an object; admission may still turn it away. One too big for
+    /// the tier removes any older version, which would otherwise shadow it.
     pub fn insert(&self, key: HashBinary, object: Arc<MemObject>) {
         if object.len <= self.max_object {
             self.objects.insert(key, object);
+        } else {
+            self.objects.invalidate(&key);
+        }
+    }
+
+    /// Offers a copy read from disk, unless a (possibly newer) version is already here.
+    pub fn promote(&self, key: HashBinary, object: Arc<MemObject>) {
+        if object.len <= self.max_object {
+            self.objects.entry(key).or_insert(object);
         }
     }
 

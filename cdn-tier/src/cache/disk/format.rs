@@ -15,6 +15,9 @@
 pub const BLOCK: usize = 256 * 1024;
 pub const HEADER_LEN: usize = 64;
 const MAGIC: u32 = u32::from_le_bytes(*b"CDNe");
+/// Upper bounds a header's lengths must respect.
+const MAX_META_PART: u32 = 16 << 20;
+const MAX_BODY: u64 = 1 << 44;
 const VERSION: u16 = 1;
 
 /// What a header says about its entry.
@@ -99,6 +102,10 @@ impl Header {
         }
         if u16::from_le_bytes([b[4], b[5]]) != VERSION {
             return Err(Invalid::Corrupt("unknown version"));
+        }
+        // Checked so that every offset computed from a header fits in memory arithmetic.
+        if u32_at(24) > MAX_META_PART || u32_at(28) > MAX_META_PART || u64_at(32) > MAX_BODY {
+            return Err(Invalid::Corrupt("implausible lengths"));
         }
         Ok(Header {
             key: b[8..24].try_into().expect("16 bytes"),

@@ -12,13 +12,13 @@ const SHARDS: usize = 16;
 /// Where an entry lives: segment, offset and length (0 for a large segment's single entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Loc {
-    pub segment: u32,
+    pub segment: u64,
     pub offset: u32,
     len: u32,
 }
 
 impl Loc {
-    pub fn new(segment: u32, offset: u32, len: u32) -> Loc {
+    pub fn new(segment: u64, offset: u32, len: u32) -> Loc {
         Loc {
             segment,
             offset,
@@ -71,7 +71,7 @@ impl Index {
     }
 
     /// Removes the entry for `key`; with `only_at`, only if it still points there.
-    pub fn remove(&self, key: &[u8; 16], only_at: Option<(u32, u32)>) -> bool {
+    pub fn remove(&self, key: &[u8; 16], only_at: Option<(u64, u32)>) -> bool {
         let fp = fingerprint(key);
         let mut shard = self.shard(fp).write().expect("index poisoned");
         match (shard.get(&fp), only_at) {

@@ -47,14 +47,27 @@ pub struct DiskUsage {
 }
 
 struct Segments {
-    all: BTreeMap<u32, Arc<Segment>>,
+    all: BTreeMap<u64, Arc<Segment>>,
     /// The small segment entries are appended to.
     active: Option<Arc<Segment>>,
     /// Large segments still being written: not evictable.
-    filling: Vec<u32>,
-    next_id: u32,
+    filling: Vec<u64>,
+    next_id: u64,
     used: u64,
 }
+
+impl Segments {
+    /// A fresh segment id; taken even if creating the file then fails, so no id is retried.
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+}
+
+/// Largest first reservation for a large entry; it grows as bytes arrive, so a request that
+/// announces a huge body and then stops cannot flush the cache.
+const FIRST_RESERVATION: u64 = 64 << 20;
 
 pub struct DiskTier {
     dir: PathBuf,
@@ -133,7 +146,7 @@ impl DiskTier {
 
     fn rebuild(&self) -> io::Result<()> {
         let started = Instant::now();
-        let mut found: Vec<(u32, Kind, PathBuf)> = Vec::new();
+        let mut found: Vec<(u64, Kind, PathBuf)> = Vec::new();
         for dirent in std::fs::read_dir(&self.dir)? {
             let dirent = dirent?;
             let name = dirent.file_name();
@@ -144,11 +157,12 @@ impl DiskTier {
         found.sort_by_key(|(id, _, _)| *id);
         let mut segments = self.segments.lock().expect("segments poisoned");
         for (id, kind, path) in found {
+            segments.next_id = segments.next_id.max(id.saturating_add(1));
             let segment = match Segment::open(&path, id, kind) {
                 Ok(s) => Arc::new(s),
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "unreadable cache segment removed");
-                    let _ = std::fs::remove_file(&path);
+                    // Not proof the content is bad (e.g. out of descriptors): leave the file.
+                    tracing::warn!(path = %path.display(), error = %e, "cache segment cannot be opened; skipped");
                     continue;
                 }
             };
@@ -159,9 +173,15 @@ impl DiskTier {
                 continue;
             }
             segments.used += segment.allocated();
-            segments.next_id = segments.next_id.max(id + 1);
             segments.all.insert(id, segment);
         }
+        // The bound may have been lowered since these were written.
+        let victims = self.make_room(&mut segments, 0).unwrap_or_default();
+        drop(segments);
+        for victim in victims {
+            self.evict(&victim);
+        }
+        let segments = self.segments.lock().expect("segments poisoned");
         tracing::info!(
             dir = %self.dir.display(),
             objects = self.index.len(),
@@ -174,6 +194,24 @@ impl DiskTier {
 
     /// Indexes every valid entry of a segment, in order; stops at the first that is not.
     fn scan(&self, segment: &Segment) -> usize {
+        if segment.kind == Kind::Large {
+            return match self.check_large(segment) {
+                Ok(header) => {
+                    self.index.insert(&header.key, Loc::new(segment.id, 0, 0));
+                    1
+                }
+                Err(Invalid::Empty) => 0,
+                Err(Invalid::Corrupt(why)) => {
+                    tracing::warn!(
+                        segment = segment.id,
+                        why,
+                        "large cache entry failed its checks at start-up; dropped"
+                    );
+                    self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
+                    0
+                }
+            };
+        }
         let bytes = segment.mapped();
         let (mut offset, mut count) = (0usize, 0usize);
         while offset + HEADER_LEN <= bytes.len() {
@@ -191,7 +229,7 @@ impl DiskTier {
                     break;
                 }
             };
-            let end = offset + header.entry_len();
+            let end = offset.saturating_add(header.entry_len());
             let valid = end <= bytes.len()
                 && header
                     .check_meta(&bytes[offset + HEADER_LEN..offset + header.body_offset()])
@@ -208,21 +246,31 @@ impl DiskTier {
                 self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
                 break;
             }
-            let len = if segment.kind == Kind::Large {
-                0
-            } else {
-                header.entry_len() as u32
-            };
-            self.index
-                .insert(&header.key, Loc::new(segment.id, offset as u32, len));
+            self.index.insert(
+                &header.key,
+                Loc::new(segment.id, offset as u32, header.entry_len() as u32),
+            );
             count += 1;
             offset = end;
-            if segment.kind == Kind::Large {
-                break;
-            }
         }
         segment.write_pos.store(offset as u64, Ordering::Relaxed);
         count
+    }
+
+    /// Reads and checks a large segment's header, meta and block table.
+    fn check_large(&self, segment: &Segment) -> Result<Header, Invalid> {
+        let io = |_| Invalid::Empty;
+        let header = Header::decode(&segment.read(0, HEADER_LEN).map_err(io)?)?;
+        header.check_meta(
+            &segment
+                .read(HEADER_LEN as u64, header.meta_len())
+                .map_err(io)?,
+        )?;
+        let table = segment
+            .read(header.table_offset() as u64, 4 * header.blocks())
+            .map_err(io)?;
+        header.check_table(&table)?;
+        Ok(header)
     }
 
     /// Looks `key` up and checks what it finds. A broken entry is dropped, counted, and
@@ -344,30 +392,37 @@ impl DiskTier {
     ) -> io::Result<()> {
         let entry = format::encode_entry(*key, meta, body, now_secs());
         let len = entry.len() as u64;
-        let (segment, offset) = {
+        if len > self.segment_size {
+            return Err(io::Error::other("entry larger than a segment"));
+        }
+        let mut victims = Vec::new();
+        let placed = (|| {
             let mut segs = self.segments.lock().expect("segments poisoned");
             let fits = segs
                 .active
                 .as_ref()
                 .is_some_and(|a| a.write_pos.load(Ordering::Relaxed) + len <= a.allocated());
             if !fits {
-                let id = segs.next_id;
-                self.make_room(&mut segs, self.segment_size)?;
+                victims = self.make_room(&mut segs, self.segment_size)?;
+                let id = segs.take_id();
                 let segment = Arc::new(Segment::create(
                     &self.dir,
                     id,
                     Kind::Small,
                     self.segment_size,
                 )?);
-                segs.next_id += 1;
                 segs.used += self.segment_size;
                 segs.all.insert(id, segment.clone());
                 segs.active = Some(segment);
             }
             let active = segs.active.clone().expect("an active segment");
             let offset = active.write_pos.fetch_add(len, Ordering::Relaxed);
-            (active, offset)
-        };
+            Ok::<_, io::Error>((active, offset))
+        })();
+        for victim in victims {
+            self.evict(&victim);
+        }
+        let (segment, offset) = placed?;
         segment.write(offset, &entry)?;
         self.index
             .insert(key, Loc::new(segment.id, offset as u32, len as u32));
@@ -381,36 +436,48 @@ impl DiskTier {
         meta: (Vec<u8>, Vec<u8>),
         expected: u64,
     ) -> io::Result<LargeWriter> {
-        let mut segs = self.segments.lock().expect("segments poisoned");
-        let id = segs.next_id;
-        let reserve = HEADER_LEN as u64 + (meta.0.len() + meta.1.len()) as u64 + expected;
-        self.make_room(&mut segs, reserve)?;
-        let segment = Arc::new(Segment::create(&self.dir, id, Kind::Large, reserve)?);
-        segs.next_id += 1;
-        segs.used += reserve;
-        segs.filling.push(id);
-        segs.all.insert(id, segment.clone());
-        drop(segs);
         let body_offset = (HEADER_LEN + meta.0.len() + meta.1.len()) as u64;
-        segment.write(HEADER_LEN as u64, &meta.0)?;
-        segment.write(HEADER_LEN as u64 + meta.0.len() as u64, &meta.1)?;
-        Ok(LargeWriter {
+        let reserve = body_offset + expected.min(FIRST_RESERVATION);
+        let mut victims = Vec::new();
+        let created = (|| {
+            let mut segs = self.segments.lock().expect("segments poisoned");
+            victims = self.make_room(&mut segs, reserve)?;
+            let id = segs.take_id();
+            let segment = Arc::new(Segment::create(&self.dir, id, Kind::Large, reserve)?);
+            segs.used += reserve;
+            segs.filling.push(id);
+            segs.all.insert(id, segment.clone());
+            Ok::<_, io::Error>(segment)
+        })();
+        for victim in victims {
+            self.evict(&victim);
+        }
+        // From here on the writer's Drop gives the reservation back, whatever fails.
+        let writer = LargeWriter {
             tier: self.clone(),
-            segment,
+            segment: created?,
             key,
             meta,
             body_offset,
             written: 0,
             sums: BlockSums::default(),
             done: false,
-        })
+        };
+        writer.segment.write(HEADER_LEN as u64, &writer.meta.0)?;
+        writer.segment.write(
+            HEADER_LEN as u64 + writer.meta.0.len() as u64,
+            &writer.meta.1,
+        )?;
+        Ok(writer)
     }
 
-    /// Evicts oldest segments until `extra` more bytes fit under the bound.
-    fn make_room(&self, segs: &mut Segments, extra: u64) -> io::Result<()> {
+    /// Takes oldest segments out until `extra` more bytes fit under the bound, and returns them;
+    /// the caller calls `evict` on each once the lock is released.
+    fn make_room(&self, segs: &mut Segments, extra: u64) -> io::Result<Vec<Arc<Segment>>> {
         if extra > self.capacity {
             return Err(io::Error::other("object larger than the disk tier"));
         }
+        let mut victims = Vec::new();
         while segs.used + extra > self.capacity {
             let active = segs.active.as_ref().map(|a| a.id);
             let victim = segs
@@ -432,30 +499,34 @@ impl DiskTier {
             };
             let segment = segs.all.remove(&victim).expect("victim exists");
             segs.used -= segment.allocated();
-            self.evict(&segment);
+            victims.push(segment);
         }
-        Ok(())
+        Ok(victims)
     }
 
     /// Forgets every entry of a segment and deletes its file. Readers still holding it keep
     /// their map until they finish.
     fn evict(&self, segment: &Segment) {
-        let bytes = segment.mapped();
-        let mut offset = 0usize;
         let mut removed = 0u64;
-        while offset + HEADER_LEN <= bytes.len() {
-            let Ok(header) = Header::decode(&bytes[offset..]) else {
-                break;
-            };
-            if self
-                .index
-                .remove(&header.key, Some((segment.id, offset as u32)))
-            {
-                removed += 1;
+        if segment.kind == Kind::Large {
+            let head = segment.read(0, HEADER_LEN).map_err(|_| Invalid::Empty);
+            if let Ok(header) = head.and_then(|h| Header::decode(&h)) {
+                removed += u64::from(self.index.remove(&header.key, Some((segment.id, 0))));
             }
-            offset += header.entry_len();
-            if segment.kind == Kind::Large {
-                break;
+        } else {
+            let bytes = segment.mapped();
+            let mut offset = 0usize;
+            while offset + HEADER_LEN <= bytes.len() {
+                let Ok(header) = Header::decode(&bytes[offset..]) else {
+                    break;
+                };
+                if self
+                    .index
+                    .remove(&header.key, Some((segment.id, offset as u32)))
+                {
+                    removed += 1;
+                }
+                offset = offset.saturating_add(header.entry_len());
             }
         }
         self.stats.evicted_segments.fetch_add(1, Ordering::Relaxed);
@@ -467,8 +538,22 @@ impl DiskTier {
         }
     }
 
+    /// Forgets `key`. A large entry's file is deleted too, so it stays gone after a restart;
+    /// a small entry's bytes stay in their segment until it is evicted.
     pub fn remove(&self, key: &[u8; 16]) -> bool {
-        self.index.remove(key, None)
+        let Some(loc) = self.index.get(key) else {
+            return false;
+        };
+        let removed = self.index.remove(key, Some((loc.segment, loc.offset)));
+        if removed && loc.len() == 0 {
+            let mut segs = self.segments.lock().expect("segments poisoned");
+            if let Some(segment) = segs.all.remove(&loc.segment) {
+                segs.used -= segment.allocated();
+                drop(segs);
+                let _ = std::fs::remove_file(&segment.path);
+            }
+        }
+        removed
     }
 }
 
@@ -488,12 +573,21 @@ impl LargeWriter {
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
         let end = self.body_offset + self.written + data.len() as u64;
         if end > self.segment.allocated() {
-            // More than announced: account for it before writing.
-            let grow = (end - self.segment.allocated()).max(format::BLOCK as u64);
-            let mut segs = self.tier.segments.lock().expect("segments poisoned");
-            self.tier.make_room(&mut segs, grow)?;
-            segs.used += grow;
-            self.segment.set_allocated(self.segment.allocated() + grow);
+            // Past the reservation: reserve more before writing, an eighth of the size so far
+            // at least, so a big object does not take the lock for every block.
+            let grow = (end - self.segment.allocated())
+                .max(self.segment.allocated() / 8)
+                .max(4 << 20);
+            let victims = {
+                let mut segs = self.tier.segments.lock().expect("segments poisoned");
+                let victims = self.tier.make_room(&mut segs, grow)?;
+                segs.used += grow;
+                self.segment.set_allocated(self.segment.allocated() + grow);
+                victims
+            };
+            for victim in victims {
+                self.tier.evict(&victim);
+            }
         }
         self.segment.write(self.body_offset + self.written, data)?;
         self.sums.update(data);
@@ -537,17 +631,21 @@ impl LargeWriter {
             written_at: now_secs(),
         };
         self.segment.write(0, &header.encode())?;
-        self.segment.map_now()?;
         let actual = header.entry_len() as u64;
-        {
+        let committed = {
             let mut segs = self.tier.segments.lock().expect("segments poisoned");
+            let id = segs.take_id();
+            let committed = Arc::new(self.segment.renamed(&self.tier.dir, id)?);
+            segs.filling.retain(|f| *f != self.segment.id);
+            segs.all.remove(&self.segment.id);
             segs.used = segs.used - self.segment.allocated() + actual;
-            self.segment.set_allocated(actual);
-            segs.filling.retain(|id| *id != self.segment.id);
-        }
+            committed.set_allocated(actual);
+            segs.all.insert(id, committed.clone());
+            committed
+        };
         self.tier
             .index
-            .insert(&self.key, Loc::new(self.segment.id, 0, 0));
+            .insert(&self.key, Loc::new(committed.id, 0, 0));
         self.done = true;
         Ok(())
     }

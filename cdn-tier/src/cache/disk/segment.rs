@@ -29,7 +29,7 @@ impl Kind {
 
 #[derive(Debug)]
 pub struct Segment {
-    pub id: u32,
+    pub id: u64,
     pub kind: Kind,
     pub path: PathBuf,
     file: File,
@@ -40,12 +40,12 @@ pub struct Segment {
     pub write_pos: AtomicU64,
 }
 
-pub fn file_name(id: u32, kind: Kind) -> String {
-    format!("{id:010}.{}", kind.extension())
+pub fn file_name(id: u64, kind: Kind) -> String {
+    format!("{id:020}.{}", kind.extension())
 }
 
 /// Parses a segment file name back into (id, kind).
-pub fn parse_name(name: &str) -> Option<(u32, Kind)> {
+pub fn parse_name(name: &str) -> Option<(u64, Kind)> {
     let (stem, ext) = name.split_once('.')?;
     let kind = match ext {
         "seg" => Kind::Small,
@@ -57,8 +57,17 @@ pub fn parse_name(name: &str) -> Option<(u32, Kind)> {
 
 impl Segment {
     /// Creates a new segment file; small ones are sized (sparsely) to `size` and mapped now.
-    pub fn create(dir: &Path, id: u32, kind: Kind, size: u64) -> io::Result<Segment> {
+    /// On failure no file is left behind.
+    pub fn create(dir: &Path, id: u64, kind: Kind, size: u64) -> io::Result<Segment> {
         let path = dir.join(file_name(id, kind));
+        let made = Self::create_at(path.clone(), id, kind, size);
+        if made.is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        made
+    }
+
+    fn create_at(path: PathBuf, id: u64, kind: Kind, size: u64) -> io::Result<Segment> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -80,8 +89,8 @@ impl Segment {
         Ok(segment)
     }
 
-    /// Opens an existing segment file (at start-up) and maps it.
-    pub fn open(path: &Path, id: u32, kind: Kind) -> io::Result<Segment> {
+    /// Opens an existing segment file (at start-up); small ones are mapped.
+    pub fn open(path: &Path, id: u64, kind: Kind) -> io::Result<Segment> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         let len = file.metadata()?.len();
         let segment = Segment {
@@ -93,14 +102,15 @@ impl Segment {
             allocated: AtomicU64::new(len),
             write_pos: AtomicU64::new(len),
         };
-        if len > 0 {
+        if len > 0 && kind == Kind::Small {
             segment.map_now()?;
         }
         Ok(segment)
     }
 
-    /// Maps the file as it is now; a large segment calls this once its entry is committed.
-    pub fn map_now(&self) -> io::Result<()> {
+    /// Maps the file as it is now (small segments only: large ones are read with `pread`, so
+    /// they hold a descriptor but no mapping).
+    fn map_now(&self) -> io::Result<()> {
         // SAFETY: the file is created and written only by this process through `write_at`,
         // and never truncated while the map lives; the map is read-only and shared, so reads
         // see what `write_at` wrote. A file shortened by someone else would fault on read;
@@ -119,11 +129,11 @@ impl Segment {
     }
 
     /// Copies `len` bytes at `offset` out of the segment. Blocks. Small segments are read
-    /// through the map; a large object's body is read with `pread`, so streaming a big object
-    /// does not pull all of it into this process's resident memory.
+    /// through the map; a large object is read with `pread`, so streaming a big object does
+    /// not pull all of it into this process's resident memory.
     pub fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         let start = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-        if let Some(map) = self.map.get().filter(|_| self.kind == Kind::Small) {
+        if let Some(map) = self.map.get() {
             let end = start
                 .checked_add(len)
                 .filter(|&e| e <= map.len())
@@ -140,7 +150,7 @@ impl Segment {
         Ok(buf)
     }
 
-    /// The mapped bytes, for scanning at start-up and at eviction.
+    /// A small segment's mapped bytes, for scanning at start-up and at eviction.
     pub fn mapped(&self) -> &[u8] {
         self.map.get().map_or(&[], |m| &m[..])
     }
@@ -148,5 +158,21 @@ impl Segment {
     /// Writes at `offset`. Blocks.
     pub fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.file.write_all_at(data, offset)
+    }
+
+    /// The same open file under a new id and name (a committed large entry takes a fresh id,
+    /// so eviction and rebuild order it by when it was finished, not begun).
+    pub fn renamed(&self, dir: &Path, id: u64) -> io::Result<Segment> {
+        let path = dir.join(file_name(id, self.kind));
+        std::fs::rename(&self.path, &path)?;
+        Ok(Segment {
+            id,
+            kind: self.kind,
+            path,
+            file: self.file.try_clone()?,
+            map: OnceLock::new(),
+            allocated: AtomicU64::new(self.allocated()),
+            write_pos: AtomicU64::new(self.write_pos.load(Ordering::Relaxed)),
+        })
     }
 }

@@ -104,22 +104,26 @@ fn flipped_bytes_are_never_served() {
     w.commit().unwrap();
 
     // Flip one body byte of entry 1 and one byte in the third block of entry 3.
-    let flip = |name: &str, at: u64| {
+    let file_with = |ext: &str| {
+        let entries = std::fs::read_dir(dir.path()).unwrap().flatten();
+        entries
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == ext))
+            .unwrap()
+    };
+    let flip = |path: std::path::PathBuf, at: u64| {
         use std::os::unix::fs::FileExt;
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .open(dir.path().join(name))
+            .open(path)
             .unwrap();
         let mut b = [0u8; 1];
         f.read_exact_at(&mut b, at).unwrap();
         f.write_all_at(&[b[0] ^ 0xff], at).unwrap();
     };
-    flip(&segment::file_name(1, Kind::Small), 64 + 2 + 100);
-    flip(
-        &segment::file_name(2, Kind::Large),
-        64 + 2 + 2 * format::BLOCK as u64 + 7,
-    );
+    flip(file_with("seg"), 64 + 2 + 100);
+    flip(file_with("obj"), 64 + 2 + 2 * format::BLOCK as u64 + 7);
 
     assert!(
         tier.lookup(&key(1)).is_none(),
@@ -145,6 +149,54 @@ fn flipped_bytes_are_never_served() {
     tier.insert_small(&key(1), (b"i", b"h"), &[Bytes::from(body(1, 5000))])
         .unwrap();
     assert_eq!(small_body(tier.lookup(&key(1)).unwrap()), body(1, 5000));
+}
+
+#[test]
+fn removing_a_large_entry_deletes_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let tier = Arc::new(DiskTier::open(dir.path(), 64 << 20).unwrap());
+        let mut w = tier
+            .begin_large(key(1), (b"i".to_vec(), b"h".to_vec()), 1 << 20)
+            .unwrap();
+        w.write(&body(1, 1 << 20)).unwrap();
+        w.commit().unwrap();
+        assert!(tier.remove(&key(1)));
+        assert_eq!(tier.usage().bytes, 0);
+    }
+    let tier = DiskTier::open(dir.path(), 64 << 20).unwrap();
+    assert!(
+        tier.lookup(&key(1)).is_none(),
+        "a purged large entry stays gone after a restart"
+    );
+}
+
+#[test]
+fn a_lowered_bound_is_enforced_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let tier = DiskTier::open(dir.path(), 64 << 20).unwrap();
+        for n in 0..600 {
+            tier.insert_small(&key(n), (b"i", b"h"), &[Bytes::from(body(n, 100_000))])
+                .unwrap();
+        }
+    }
+    let tier = DiskTier::open(dir.path(), 16 << 20).unwrap();
+    assert!(tier.usage().bytes <= 16 << 20, "{:?}", tier.usage());
+    assert!(tier.lookup(&key(599)).is_some(), "the newest stay");
+}
+
+#[test]
+fn a_header_with_absurd_lengths_is_corrupt_not_a_panic() {
+    let mut b = format::encode_entry(key(1), (b"i", b"h"), &[Bytes::from_static(b"x")], 0);
+    // Rewrite the body length to something huge and re-seal the header's own checksum.
+    b[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+    let crc = crc32c::crc32c(&b[..60]);
+    b[60..64].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(
+        Header::decode(&b),
+        Err(Invalid::Corrupt("implausible lengths"))
+    );
 }
 
 #[test]
