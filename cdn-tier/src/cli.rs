@@ -1,7 +1,7 @@
 //! The command line every binary shares: `--config PATH` and `--check`, and the exit codes
 //! operators script against (0 ok, 2 bad config).
 
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -36,13 +36,18 @@ pub fn load_config(binary: &str) -> Config {
     config
 }
 
-/// Human-readable logs on stderr; `RUST_LOG` filters (default `info`).
-pub fn init_logging() {
+/// Logs on stderr, human-readable or JSON as the config says; `RUST_LOG` filters (default
+/// `info`). Access logs use the target `access`.
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }

@@ -4,10 +4,13 @@
 //! This crate must not know object_store or any origin protocol: the proxies speak HTTP to
 //! their upstream and nothing else. Only `config` knows YAML.
 
+pub mod admin;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod proxy;
+pub mod request_id;
 pub mod request_path;
 pub mod server;
 

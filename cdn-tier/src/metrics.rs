@@ -3,7 +3,10 @@
 //! Labels are bounded: tier, cache result, status class, upstream result, phase, medium.
 //! No URL, key, credential or client address ever becomes a label value.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -57,7 +60,8 @@ const MEDIA: [&str; 2] = ["memory", "disk"];
 
 /// From 50 µs (a memory hit) to 60 s (a large miss).
 const LATENCY_BUCKETS: [f64; 19] = [
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
 /// Cache contents as the storage reports them, for the gauges and eviction counters.
@@ -93,41 +97,128 @@ impl Metrics {
     /// Every family and series of `tier` ("edge", "shield" or "origin").
     pub fn new(tier: &'static str) -> Metrics {
         let registry = Registry::new();
-        let register = |c: Box<dyn prometheus::core::Collector>| registry.register(c).expect("metric names are unique");
+        let register = |c: Box<dyn prometheus::core::Collector>| {
+            registry.register(c).expect("metric names are unique")
+        };
         let duration = HistogramVec::new(
-            HistogramOpts::new("cdn_request_duration_seconds", "Time from request to the end of the response, by tier and cache result")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "cdn_request_duration_seconds",
+                "Time from request to the end of the response, by tier and cache result",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["tier", "cache"],
         )
         .expect("valid histogram");
-        let bytes = IntCounterVec::new(Opts::new("cdn_response_bytes_total", "Body bytes sent to clients, by tier and cache result"), &["tier", "cache"]).expect("valid counter");
-        let requests = IntCounterVec::new(Opts::new("cdn_requests_total", "Requests answered, by tier and status class"), &["tier", "code_class"]).expect("valid counter");
-        let upstream = IntCounterVec::new(Opts::new("cdn_upstream_requests_total", "Requests sent upstream, by how they ended"), &["tier", "result"]).expect("valid counter");
+        let bytes = IntCounterVec::new(
+            Opts::new(
+                "cdn_response_bytes_total",
+                "Body bytes sent to clients, by tier and cache result",
+            ),
+            &["tier", "cache"],
+        )
+        .expect("valid counter");
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "cdn_requests_total",
+                "Requests answered, by tier and status class",
+            ),
+            &["tier", "code_class"],
+        )
+        .expect("valid counter");
+        let upstream = IntCounterVec::new(
+            Opts::new(
+                "cdn_upstream_requests_total",
+                "Requests sent upstream, by how they ended",
+            ),
+            &["tier", "result"],
+        )
+        .expect("valid counter");
         let upstream_duration = HistogramVec::new(
-            HistogramOpts::new("cdn_upstream_duration_seconds", "Upstream time to first byte and to last byte")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "cdn_upstream_duration_seconds",
+                "Upstream time to first byte and to last byte",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["tier", "phase"],
         )
         .expect("valid histogram");
-        let collapsed = IntCounterVec::new(Opts::new("cdn_collapsed_requests_total", "Requests that waited for another request's fill instead of going upstream"), &["tier"]).expect("valid counter");
-        let objects = IntGaugeVec::new(Opts::new("cdn_cache_objects", "Objects held, by medium"), &["tier", "medium"]).expect("valid gauge");
-        let cache_bytes = IntGaugeVec::new(Opts::new("cdn_cache_bytes", "Bytes held (disk: allocated), by medium"), &["tier", "medium"]).expect("valid gauge");
-        let evictions = IntCounterVec::new(Opts::new("cdn_cache_evictions_total", "Objects evicted, by medium"), &["tier", "medium"]).expect("valid counter");
-        let corrupt = IntCounterVec::new(Opts::new("cdn_cache_corrupt_entries_total", "Cache entries that failed a checksum and were dropped"), &["tier"]).expect("valid counter");
-        for c in [&duration as &dyn CloneCollector, &bytes, &requests, &upstream, &upstream_duration, &collapsed, &objects, &cache_bytes, &evictions, &corrupt] {
+        let collapsed = IntCounterVec::new(
+            Opts::new(
+                "cdn_collapsed_requests_total",
+                "Requests that waited for another request's fill instead of going upstream",
+            ),
+            &["tier"],
+        )
+        .expect("valid counter");
+        let objects = IntGaugeVec::new(
+            Opts::new("cdn_cache_objects", "Objects held, by medium"),
+            &["tier", "medium"],
+        )
+        .expect("valid gauge");
+        let cache_bytes = IntGaugeVec::new(
+            Opts::new("cdn_cache_bytes", "Bytes held (disk: allocated), by medium"),
+            &["tier", "medium"],
+        )
+        .expect("valid gauge");
+        let evictions = IntCounterVec::new(
+            Opts::new("cdn_cache_evictions_total", "Objects evicted, by medium"),
+            &["tier", "medium"],
+        )
+        .expect("valid counter");
+        let corrupt = IntCounterVec::new(
+            Opts::new(
+                "cdn_cache_corrupt_entries_total",
+                "Cache entries that failed a checksum and were dropped",
+            ),
+            &["tier"],
+        )
+        .expect("valid counter");
+        for c in [
+            &duration as &dyn CloneCollector,
+            &bytes,
+            &requests,
+            &upstream,
+            &upstream_duration,
+            &collapsed,
+            &objects,
+            &cache_bytes,
+            &evictions,
+            &corrupt,
+        ] {
             register(c.boxed());
         }
         Metrics {
-            duration: CacheResult::ALL.iter().map(|r| duration.with_label_values(&[tier, r.as_str()])).collect(),
-            bytes: CacheResult::ALL.iter().map(|r| bytes.with_label_values(&[tier, r.as_str()])).collect(),
-            requests: CODE_CLASSES.iter().map(|c| requests.with_label_values(&[tier, c])).collect(),
-            upstream: UPSTREAM_RESULTS.iter().map(|r| upstream.with_label_values(&[tier, r])).collect(),
+            duration: CacheResult::ALL
+                .iter()
+                .map(|r| duration.with_label_values(&[tier, r.as_str()]))
+                .collect(),
+            bytes: CacheResult::ALL
+                .iter()
+                .map(|r| bytes.with_label_values(&[tier, r.as_str()]))
+                .collect(),
+            requests: CODE_CLASSES
+                .iter()
+                .map(|c| requests.with_label_values(&[tier, c]))
+                .collect(),
+            upstream: UPSTREAM_RESULTS
+                .iter()
+                .map(|r| upstream.with_label_values(&[tier, r]))
+                .collect(),
             upstream_first_byte: upstream_duration.with_label_values(&[tier, "first_byte"]),
             upstream_last_byte: upstream_duration.with_label_values(&[tier, "last_byte"]),
             collapsed: collapsed.with_label_values(&[tier]),
-            objects: MEDIA.iter().map(|m| objects.with_label_values(&[tier, m])).collect(),
-            cache_bytes: MEDIA.iter().map(|m| cache_bytes.with_label_values(&[tier, m])).collect(),
-            evictions: MEDIA.iter().map(|m| evictions.with_label_values(&[tier, m])).collect(),
+            objects: MEDIA
+                .iter()
+                .map(|m| objects.with_label_values(&[tier, m]))
+                .collect(),
+            cache_bytes: MEDIA
+                .iter()
+                .map(|m| cache_bytes.with_label_values(&[tier, m]))
+                .collect(),
+            evictions: MEDIA
+                .iter()
+                .map(|m| evictions.with_label_values(&[tier, m]))
+                .collect(),
             corrupt: corrupt.with_label_values(&[tier]),
             seen: Default::default(),
             registry,
@@ -136,7 +227,10 @@ impl Metrics {
 
     /// One finished request.
     pub fn request(&self, result: CacheResult, status: u16, body_bytes: usize, took: Duration) {
-        let i = CacheResult::ALL.iter().position(|r| *r == result).unwrap_or(0);
+        let i = CacheResult::ALL
+            .iter()
+            .position(|r| *r == result)
+            .unwrap_or(0);
         self.duration[i].observe(took.as_secs_f64());
         self.bytes[i].inc_by(body_bytes as u64);
         if (100..600).contains(&status) {
@@ -215,17 +309,31 @@ mod tests {
         ] {
             assert!(text.contains(family), "{family} missing");
         }
-        assert!(text.contains(r#"cdn_request_duration_seconds_count{cache="collapsed",tier="edge"} 0"#), "{text}");
+        assert!(
+            text.contains(r#"cdn_request_duration_seconds_count{cache="collapsed",tier="edge"} 0"#),
+            "{text}"
+        );
     }
 
     #[test]
     fn counters_follow_the_storage() {
         let m = Metrics::new("shield");
         m.request(CacheResult::Hit, 200, 1024, Duration::from_micros(80));
-        m.cache(&CacheFigures { disk_evictions: 5, corrupt: 1, ..Default::default() });
-        m.cache(&CacheFigures { disk_evictions: 7, corrupt: 1, ..Default::default() });
+        m.cache(&CacheFigures {
+            disk_evictions: 5,
+            corrupt: 1,
+            ..Default::default()
+        });
+        m.cache(&CacheFigures {
+            disk_evictions: 7,
+            corrupt: 1,
+            ..Default::default()
+        });
         let text = String::from_utf8(m.render()).unwrap();
-        assert!(text.contains(r#"cdn_cache_evictions_total{medium="disk",tier="shield"} 7"#), "{text}");
+        assert!(
+            text.contains(r#"cdn_cache_evictions_total{medium="disk",tier="shield"} 7"#),
+            "{text}"
+        );
         assert!(text.contains(r#"cdn_cache_corrupt_entries_total{tier="shield"} 1"#));
         assert!(text.contains(r#"cdn_requests_total{code_class="2xx",tier="shield"} 1"#));
         assert!(text.contains(r#"cdn_response_bytes_total{cache="hit",tier="shield"} 1024"#));

@@ -2,8 +2,10 @@
 //! grace period) come from our config; Pingora's own YAML and command line are not used.
 //! SIGTERM stops gracefully (requests in flight finish within the grace period), SIGINT at once.
 
+use crate::admin::ProxyAdmin;
 use crate::cache;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::proxy::admission::Tier;
 use crate::proxy::TierProxy;
 use pingora::server::configuration::ServerConf;
@@ -44,17 +46,29 @@ pub fn run(tier: Tier, config: &Config) -> ! {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let proxy = TierProxy::new(tier, settings, config.routes.clone(), storage);
+    let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new(tier.metric_label())));
+    let proxy = TierProxy::new(tier, settings, config.routes.clone(), storage, metrics);
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, tier.name());
     service.add_tcp(&settings.listen.to_string());
     server.add_service(service);
+    if let Some(admin) = settings.admin {
+        let app = ProxyAdmin {
+            metrics,
+            storage,
+            upstreams: settings.upstreams.clone(),
+        };
+        let mut service =
+            pingora::services::listening::Service::new(format!("{} admin", tier.name()), app);
+        service.add_tcp(&admin.to_string());
+        server.add_service(service);
+    }
     tracing::info!(
         tier = tier.name(),
         listen = %settings.listen,
         upstreams = ?settings.upstreams,
         memory = settings.cache.memory_bytes,
-        "ready"
+        admin = ?settings.admin,"ready"
     );
     server.run_forever()
 }

@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod conditional;
 pub mod error;
+pub mod observe;
 pub mod range;
 pub mod serve;
 pub mod server;
@@ -25,7 +26,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.origin.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.origin.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, "origin-adapter ready");
+    tracing::info!(listen = %listener.local_addr()?, admin = ?config.origin.admin, "origin-adapter ready");
+    if let Some(admin) = config.origin.admin {
+        let admin = tokio::net::TcpListener::bind(admin)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {admin} (admin): {e}"))?;
+        tokio::spawn(server::serve_admin(admin, origin.clone()));
+    }
     server::serve(listener, origin, server::stop_signal()).await;
     Ok(())
 }

@@ -6,6 +6,7 @@ use crate::error::OriginError;
 use crate::range::{self, RangeRequest};
 use bytes::Bytes;
 use cdn_tier::config::{RoutePolicy, Routes};
+use cdn_tier::metrics::{Metrics, UpstreamResult};
 use cdn_tier::request_path::object_key;
 use futures::StreamExt;
 use http::header::{
@@ -31,6 +32,7 @@ pub struct Origin {
     store: Arc<dyn ObjectStore>,
     routes: Routes,
     timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl Origin {
@@ -39,6 +41,26 @@ impl Origin {
             store,
             routes,
             timeout,
+            metrics: Arc::new(Metrics::new("origin")),
+        }
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Ready when the backend answers (a missing probe object counts as an answer).
+    pub async fn ready(&self) -> Result<(), String> {
+        let probe = object_store::path::Path::from(".readyz-probe");
+        match tokio::time::timeout(
+            self.timeout,
+            object_store::ObjectStoreExt::head(&self.store, &probe),
+        )
+        .await
+        {
+            Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => Ok(()),
+            Ok(Err(e)) => Err(format!("backend failed: {e}")),
+            Err(_) => Err(format!("backend did not answer within {:?}", self.timeout)),
         }
     }
 
@@ -132,10 +154,24 @@ impl Origin {
         location: &object_store::path::Path,
         options: GetOptions,
     ) -> Result<GetResult, OriginError> {
-        match tokio::time::timeout(self.timeout, self.store.get_opts(location, options)).await {
-            Ok(result) => Ok(result?),
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(
+            self.timeout,
+            self.store.get_opts(location, options),
+        )
+        .await
+        {
+            Ok(result) => result.map_err(OriginError::from),
             Err(_) => Err(OriginError::Timeout(self.timeout)),
-        }
+        };
+        let outcome = match &result {
+            Ok(_) | Err(OriginError::NotFound) => UpstreamResult::Ok,
+            Err(OriginError::Timeout(_)) => UpstreamResult::Timeout,
+            Err(_) => UpstreamResult::Error,
+        };
+        self.metrics.upstream(outcome);
+        self.metrics.upstream_first_byte(started.elapsed());
+        result
     }
 
     /// Headers from the object's metadata, and its body (empty for a HEAD result).
@@ -190,23 +226,30 @@ impl Origin {
     /// The object's bytes as a stream; a backend read slower than the timeout aborts it.
     fn body(&self, result: GetResult) -> Body {
         let timeout = self.timeout;
+        let (metrics, started) = (self.metrics.clone(), std::time::Instant::now());
         let range = result.range.clone();
         let chunks = match result.payload {
             GetResultPayload::File(file, _) => file_chunks(file, range),
             GetResultPayload::Stream(stream) => stream.map(|r| r.map_err(io::Error::other)).boxed(),
         };
-        let frames = futures::stream::unfold(chunks, move |mut chunks| async move {
-            match tokio::time::timeout(timeout, chunks.next()).await {
-                Ok(Some(Ok(bytes))) => Some((Ok(Frame::data(bytes)), chunks)),
-                Ok(Some(Err(e))) => Some((Err(e), chunks)),
-                Ok(None) => None,
-                Err(_) => Some((
-                    Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "backend read timed out",
+        let frames = futures::stream::unfold(chunks, move |mut chunks| {
+            let metrics = metrics.clone();
+            async move {
+                match tokio::time::timeout(timeout, chunks.next()).await {
+                    Ok(Some(Ok(bytes))) => Some((Ok(Frame::data(bytes)), chunks)),
+                    Ok(Some(Err(e))) => Some((Err(e), chunks)),
+                    Ok(None) => {
+                        metrics.upstream_last_byte(started.elapsed());
+                        None
+                    }
+                    Err(_) => Some((
+                        Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "backend read timed out",
+                        )),
+                        chunks,
                     )),
-                    chunks,
-                )),
+                }
             }
         });
         StreamBody::new(frames).boxed_unsync()

@@ -1,7 +1,9 @@
 //! The HTTP/1.1 listener: accepts connections, hands each request to `Origin`, and on SIGTERM
 //! or SIGINT stops accepting and lets requests in flight finish within the grace period.
 
+use crate::observe;
 use crate::serve::Origin;
+use cdn_tier::request_id;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -16,6 +18,7 @@ const GRACE: Duration = Duration::from_secs(5);
 
 /// Serves until `stop` resolves, then drains.
 pub async fn serve(listener: TcpListener, origin: Arc<Origin>, stop: impl Future<Output = ()>) {
+    let metrics = origin.metrics();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30));
@@ -35,19 +38,24 @@ pub async fn serve(listener: TcpListener, origin: Arc<Origin>, stop: impl Future
         };
         let _ = stream.set_nodelay(true);
         let origin = origin.clone();
-        let service = service_fn(move |req| {
-            let origin = origin.clone();
+        let metrics = metrics.clone();
+        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let (origin, metrics) = (origin.clone(), metrics.clone());
             async move {
                 let started = std::time::Instant::now();
+                let incoming = req.headers().get(request_id::HEADER).map(|v| v.as_bytes());
+                // The shield in front is trusted to pass its request id on.
+                let id = request_id::pick(incoming, true);
                 let resp = origin.handle(&req).await;
-                tracing::info!(
-                    method = %req.method(),
-                    path = %req.uri().path(),
-                    status = resp.status().as_u16(),
-                    micros = started.elapsed().as_micros() as u64,
-                    "request"
-                );
-                Ok::<_, Infallible>(resp)
+                let path = req.uri().path().to_owned();
+                Ok::<_, Infallible>(observe::finish(
+                    resp,
+                    metrics,
+                    id,
+                    req.method().clone(),
+                    path,
+                    started,
+                ))
             }
         });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
@@ -78,5 +86,35 @@ pub async fn stop_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// The admin listener: `/metrics`, `/healthz`, `/readyz` (the backend answers).
+pub async fn serve_admin(listener: TcpListener, origin: Arc<Origin>) {
+    let http = hyper::server::conn::http1::Builder::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let origin = origin.clone();
+        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let origin = origin.clone();
+            async move {
+                let metrics = origin.metrics();
+                let a =
+                    cdn_tier::admin::answer(req.uri().path(), &metrics, || origin.ready()).await;
+                let resp = http::Response::builder()
+                    .status(a.status)
+                    .header(http::header::CONTENT_TYPE, a.content_type)
+                    .header(http::header::CACHE_CONTROL, "no-store")
+                    .body(http_body_util::Full::new(bytes::Bytes::from(a.body)))
+                    .expect("valid admin response");
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
     }
 }

@@ -73,6 +73,11 @@ pub struct Stack {
     pub origin: SocketAddr,
     pub shield: SocketAddr,
     pub edge: SocketAddr,
+    /// Admin listeners (`/metrics`, `/healthz`, `/readyz`) of the origin, shield and edge.
+    pub origin_admin: SocketAddr,
+    pub shield_admin: SocketAddr,
+    pub edge_admin: SocketAddr,
+    extra_admins: Vec<(String, SocketAddr)>,
     children: Vec<Process>,
 }
 
@@ -94,9 +99,13 @@ impl Stack {
             origin: loopback(free_port()),
             shield: loopback(free_port()),
             edge: loopback(free_port()),
+            origin_admin: loopback(free_port()),
+            shield_admin: loopback(free_port()),
+            edge_admin: loopback(free_port()),
+            extra_admins: Vec::new(),
             children: Vec::new(),
         };
-        let config = stack.write_config("config.yaml", stack.edge);
+        let config = stack.write_config("config.yaml", stack.edge, stack.edge_admin);
         stack.spawn(Tier::Origin, &config, "origin", stack.origin);
         stack.spawn(Tier::Shield, &config, "shield", stack.shield);
         stack.spawn(Tier::Edge, &config, "edge", stack.edge);
@@ -104,12 +113,49 @@ impl Stack {
     }
 
     /// Starts one more edge-pop in front of the same shield, with an empty cache.
+    /// Starts one more edge-pop in front of the same shield, with an empty cache. Its process
+    /// is named `edge-<port>`; its admin listener is `admin_of(that name)`.
     pub fn start_edge(&mut self) -> SocketAddr {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let name = format!("edge-{}", addr.port());
-        let config = self.write_config(&format!("{name}.yaml"), addr);
+        let config = self.write_config(&format!("{name}.yaml"), addr, admin);
         self.spawn(Tier::Edge, &config, &name, addr);
+        self.extra_admins.push((name, admin));
         addr
+    }
+
+    /// The admin listener of a process: "origin", "shield", "edge", or an extra edge's name.
+    pub fn admin_of(&self, name: &str) -> SocketAddr {
+        match name {
+            "origin" => self.origin_admin,
+            "shield" => self.shield_admin,
+            "edge" => self.edge_admin,
+            other => self
+                .extra_admins
+                .iter()
+                .find(|(n, _)| n == other)
+                .map(|(_, a)| *a)
+                .expect("known process"),
+        }
+    }
+
+    /// Kills a process (SIGKILL) and waits for it to exit; `start_again` brings it back.
+    pub fn stop(&mut self, name: &str) {
+        let index = self.index_of(name);
+        let _ = self.children[index].child.kill();
+        let _ = self.children[index].child.wait();
+    }
+
+    /// Starts a stopped process again with the same config and waits until it listens.
+    pub fn start_again(&mut self, name: &str) {
+        let index = self.index_of(name);
+        let (tier, config) = (
+            self.children[index].tier,
+            self.children[index].config.clone(),
+        );
+        self.children[index].child = self.launch(tier, &config, name);
+        self.wait_listening(index);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -121,12 +167,20 @@ impl Stack {
         self.dir.path().join("config.yaml")
     }
 
+    /// Requests a process has written to its access log so far.
+    pub fn access_count(&self, name: &str) -> usize {
+        self.log(name)
+            .lines()
+            .filter(|l| l.contains(" access: request"))
+            .count()
+    }
+
     /// What a process has logged so far.
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }
 
-    fn write_config(&self, file: &str, edge: SocketAddr) -> PathBuf {
+    fn write_config(&self, file: &str, edge: SocketAddr, edge_admin: SocketAddr) -> PathBuf {
         let o = &self.options;
         let backend = match &o.backend {
             Backend::Local(root) => format!("    local:\n      root: {}\n", root.display()),
@@ -142,11 +196,13 @@ impl Stack {
             None => String::new(),
         };
         let text = format!(
-            "origin:\n  listen: {origin}\n  timeout: {timeout}\n  backend:\n{backend}\
-             shield:\n  listen: {shield}\n  origin: {shield_origin}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{shield_disk}\
-             edge:\n  listen: {edge}\n  shields: [{shield}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
-             routes:\n  - prefix: /private/\n    ttl: 1h\n    auth: true\n  - prefix: /nocache/\n    ttl: 1h\n    cache: false\n  - prefix: /\n    ttl: 1h\n",
+            "origin:\n  listen: {origin}\n  admin: {origin_admin}\n  timeout: {timeout}\n  backend:\n{backend}\
+             shield:\n  listen: {shield}\n  admin: {shield_admin}\n  origin: {shield_origin}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{shield_disk}\
+             edge:\n  listen: {edge}\n  admin: {edge_admin}\n  shields: [{shield}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
+             routes:\n  - prefix: /private/\n    ttl: 1h\n    auth: true\n  - prefix: /short/\n    ttl: 1s\n  - prefix: /nocache/\n    ttl: 1h\n    cache: false\n  - prefix: /\n    ttl: 1h\n",
             origin = self.origin,
+            origin_admin = self.origin_admin,
+            shield_admin = self.shield_admin,
             timeout = o.origin_timeout,
             shield = self.shield,
             shield_origin = o.shield_origin.unwrap_or(self.origin),

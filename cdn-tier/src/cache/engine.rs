@@ -74,6 +74,21 @@ impl TieredStorage {
         }
     }
 
+    /// The figures the metrics report.
+    pub fn figures(&self) -> crate::metrics::CacheFigures {
+        let usage = self.usage();
+        let disk = usage.disk.unwrap_or_default();
+        crate::metrics::CacheFigures {
+            memory_objects: usage.memory_objects,
+            memory_bytes: usage.memory_bytes,
+            memory_evictions: self.memory.as_ref().map_or(0, MemoryTier::evictions),
+            disk_objects: disk.objects as u64,
+            disk_bytes: disk.bytes,
+            disk_evictions: disk.evicted_objects,
+            corrupt: disk.corrupt,
+        }
+    }
+
     fn fill_for(&self, key: &HashBinary) -> Option<Arc<Fill>> {
         self.fills
             .lock()

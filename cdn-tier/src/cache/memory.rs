@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 use pingora::cache::key::HashBinary;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Meta as pingora serializes it: (internal, header).
@@ -20,21 +21,30 @@ pub struct MemObject {
 pub struct MemoryTier {
     objects: moka::sync::Cache<HashBinary, Arc<MemObject>>,
     max_object: usize,
+    evictions: Arc<AtomicU64>,
 }
 
 impl MemoryTier {
     /// A tier holding at most `capacity` bytes; objects over `max_object` bytes are not taken.
     pub fn new(capacity: u64, max_object: usize) -> Self {
+        let evictions = Arc::new(AtomicU64::new(0));
+        let counted = evictions.clone();
         let objects = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .weigher(|_, o: &Arc<MemObject>| {
                 let weight = o.len + o.meta.0.len() + o.meta.1.len();
                 u32::try_from(weight).unwrap_or(u32::MAX)
             })
+            .eviction_listener(move |_, _, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+            })
             .build();
         MemoryTier {
             objects,
             max_object,
+            evictions,
         }
     }
 
@@ -65,6 +75,11 @@ impl MemoryTier {
 
     /// Finished objects and the bytes they weigh (moka settles its books lazily; this settles
     /// them first).
+    /// Objects evicted to make room so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+
     pub fn usage(&self) -> (u64, u64) {
         self.objects.run_pending_tasks();
         (self.objects.entry_count(), self.objects.weighted_size())

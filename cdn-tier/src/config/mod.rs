@@ -8,6 +8,7 @@
 mod raw;
 mod units;
 
+pub use raw::LogFormat;
 pub use units::ByteSize;
 
 use std::fmt;
@@ -24,11 +25,13 @@ pub struct Config {
     pub shield: ProxyConfig,
     pub edge: ProxyConfig,
     pub routes: Routes,
+    pub log_format: LogFormat,
 }
 
 #[derive(Clone, Debug)]
 pub struct OriginConfig {
     pub listen: SocketAddr,
+    pub admin: Option<SocketAddr>,
     pub backend: Backend,
     pub timeout: Duration,
 }
@@ -57,6 +60,9 @@ pub struct S3Backend {
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
     pub listen: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    /// Keep a request id the client sent (edge only; a shield always keeps its edge's).
+    pub trust_request_id: bool,
     /// Where misses go, in order of preference.
     pub upstreams: Vec<SocketAddr>,
     pub cache: CacheConfig,
@@ -85,6 +91,8 @@ pub struct RoutePolicy {
     pub ttl: Duration,
     pub cacheable: bool,
     pub auth_required: bool,
+    /// Served past freshness for this long when the upstream fails.
+    pub stale_if_error: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -279,6 +287,7 @@ fn validate(path: &Path, text: &str, file: raw::File) -> Result<Config, ConfigEr
     }
     let origin = OriginConfig {
         listen: file.origin.listen,
+        admin: file.origin.admin,
         backend,
         timeout: file.origin.timeout.0,
     };
@@ -337,6 +346,8 @@ fn validate(path: &Path, text: &str, file: raw::File) -> Result<Config, ConfigEr
     let s = file.shield;
     let shield = ProxyConfig {
         listen: s.listen,
+        admin: s.admin,
+        trust_request_id: true,
         upstreams: vec![s.origin],
         cache: cache("shield", s.cache)?,
         connect_timeout: s.connect_timeout.0,
@@ -350,6 +361,8 @@ fn validate(path: &Path, text: &str, file: raw::File) -> Result<Config, ConfigEr
     }
     let edge = ProxyConfig {
         listen: e.listen,
+        admin: e.admin,
+        trust_request_id: e.trust_request_id,
         upstreams: e.shields,
         cache: cache("edge", e.cache)?,
         connect_timeout: e.connect_timeout.0,
@@ -358,11 +371,18 @@ fn validate(path: &Path, text: &str, file: raw::File) -> Result<Config, ConfigEr
         grace_period: e.grace_period.0,
     };
 
-    let listeners = [
+    let mut listeners = vec![
         ("origin.listen", origin.listen),
         ("shield.listen", shield.listen),
         ("edge.listen", edge.listen),
     ];
+    for (field, admin) in [
+        ("origin.admin", origin.admin),
+        ("shield.admin", shield.admin),
+        ("edge.admin", edge.admin),
+    ] {
+        listeners.extend(admin.map(|a| (field, a)));
+    }
     for (i, (field, addr)) in listeners.iter().enumerate() {
         if addr.port() == 0 {
             continue;
@@ -392,6 +412,7 @@ fn validate(path: &Path, text: &str, file: raw::File) -> Result<Config, ConfigEr
                 ttl: r.ttl.0,
                 cacheable: r.cache,
                 auth_required: r.auth,
+                stale_if_error: r.stale_if_error.0,
             },
         });
     }
@@ -403,6 +424,7 @@ fn validate(path: &Path, text: &str, file: raw::File) -> Result<Config, ConfigEr
         shield,
         edge,
         routes: Routes(routes),
+        log_format: file.logging.format,
     })
 }
 

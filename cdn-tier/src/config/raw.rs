@@ -13,6 +13,24 @@ pub(super) struct File {
     pub shield: Shield,
     pub edge: Edge,
     pub routes: Vec<Route>,
+    #[serde(default)]
+    pub logging: Logging,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Logging {
+    /// `text` (human-readable, the default) or `json` (one object per line).
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Deserialize)]
@@ -20,6 +38,8 @@ pub(super) struct File {
 pub(super) struct Origin {
     /// Address the origin-adapter listens on.
     pub listen: SocketAddr,
+    /// Admin listener: `/metrics`, `/healthz`, `/readyz`. Omit to serve none.
+    pub admin: Option<SocketAddr>,
     /// Where objects live: `local: {root}` or `s3: {...}`.
     #[serde(with = "serde_yaml::with::singleton_map")]
     pub backend: Backend,
@@ -60,6 +80,8 @@ pub(super) struct S3 {
 #[serde(deny_unknown_fields)]
 pub(super) struct Shield {
     pub listen: SocketAddr,
+    /// Admin listener: `/metrics`, `/healthz`, `/readyz`. Omit to serve none.
+    pub admin: Option<SocketAddr>,
     /// The origin-adapter this shield fetches misses from.
     pub origin: SocketAddr,
     pub cache: Cache,
@@ -80,6 +102,11 @@ pub(super) struct Shield {
 #[serde(deny_unknown_fields)]
 pub(super) struct Edge {
     pub listen: SocketAddr,
+    /// Admin listener: `/metrics`, `/healthz`, `/readyz`. Omit to serve none.
+    pub admin: Option<SocketAddr>,
+    /// Keep an `X-Request-Id` that clients send (only behind a load balancer that sets it).
+    #[serde(default)]
+    pub trust_request_id: bool,
     /// Shields this edge fetches misses from, in order of preference.
     pub shields: Vec<SocketAddr>,
     pub cache: Cache,
@@ -127,6 +154,9 @@ pub(super) struct Route {
     /// Whether the edge requires a token for this prefix.
     #[serde(default)]
     pub auth: bool,
+    /// How long past its freshness an object may still be served when the upstream fails.
+    #[serde(default = "default_stale_if_error")]
+    pub stale_if_error: Dur,
 }
 
 fn yes() -> bool {
@@ -134,6 +164,9 @@ fn yes() -> bool {
 }
 fn default_region() -> String {
     "us-east-1".into()
+}
+fn default_stale_if_error() -> Dur {
+    Dur(std::time::Duration::from_secs(24 * 3600))
 }
 fn default_origin_timeout() -> Dur {
     Dur(std::time::Duration::from_secs(10))

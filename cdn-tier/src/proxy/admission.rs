@@ -21,6 +21,14 @@ impl Tier {
             Tier::Shield => "shield",
         }
     }
+
+    /// The `tier` label of its metrics and its `Server-Timing` name.
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            Tier::Edge => "edge",
+            Tier::Shield => "shield",
+        }
+    }
 }
 
 /// A refusal, answered without touching cache or upstream.

@@ -31,12 +31,13 @@ pub fn decide(resp: &ResponseHeader, policy: &RoutePolicy) -> RespCacheable {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map_or(Duration::ZERO, Duration::from_secs);
     let now = SystemTime::now();
-    let (stale_while_revalidate, stale_if_error) = cc.as_ref().map_or((0, 0), |cc| {
+    let route_stale = u32::try_from(policy.stale_if_error.as_secs()).unwrap_or(u32::MAX);
+    let (stale_while_revalidate, stale_if_error) = cc.as_ref().map_or((0, route_stale), |cc| {
         let secs =
             |d: Option<Duration>| d.map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
         (
             secs(cc.serve_stale_while_revalidate_duration()),
-            secs(cc.serve_stale_if_error_duration()),
+            secs(cc.serve_stale_if_error_duration()).max(route_stale),
         )
     });
     let mut header = resp.clone();
@@ -62,6 +63,7 @@ mod tests {
             ttl: Duration::from_secs(600),
             cacheable,
             auth_required: false,
+            stale_if_error: Duration::from_secs(60),
         }
     }
 

@@ -3,31 +3,36 @@
 //!
 //! | phase | module |
 //! |---|---|
-//! | `request_filter` | `admission` (method, path, route, auth at the edge) |
+//! | `request_filter` | `admission` (method, path, route, auth at the edge); request id |
 //! | `request_cache_filter`, `cache_key_callback` | here: route says cacheable → storage + lock |
 //! | `upstream_peer`, `fail_to_connect` | `upstream` (selector, next peer on connect failure) |
-//! | `response_cache_filter` | `cacheability` (RFC 9111 + route TTL + upstream Age) |
-//! | `upstream_response_filter`, `response_filter` | `cache_status` (RFC 9211 list) |
+//! | `upstream_request_filter` | here: pass the request id on |
+//! | `response_cache_filter` | `cacheability` (RFC 9111 + route TTL + upstream Age + stale-if-error) |
+//! | `upstream_response_filter`, `response_filter` | `cache_status` (RFC 9211), `observe` (Server-Timing) |
 //! | `fail_to_proxy` | `respond` (502/504 with Age and Cache-Status) |
-//! | `logging` | here: one access-log line |
+//! | `logging` | `observe` (metrics result) and one access-log line |
 
 pub mod admission;
 pub mod cache_status;
 pub mod cacheability;
+pub mod observe;
 pub mod respond;
 pub mod upstream;
 
 use crate::cache::TieredStorage;
 use crate::config::{ProxyConfig, RoutePolicy, Routes};
+use crate::metrics::{Metrics, UpstreamResult};
+use crate::request_id;
 use admission::Tier;
 use async_trait::async_trait;
+use bytes::Bytes;
 use cache_status::Outcome;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::{CacheKey, CacheMeta, CachePhase, RespCacheable};
-use pingora::http::ResponseHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, Result};
+use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::time::{Duration, Instant};
 use upstream::Upstreams;
 
@@ -43,7 +48,9 @@ pub struct TierProxy {
     upstreams: Upstreams,
     storage: &'static TieredStorage,
     lock: &'static CacheKeyLockImpl,
+    metrics: &'static Metrics,
     max_object_bytes: usize,
+    trust_request_id: bool,
 }
 
 impl TierProxy {
@@ -52,6 +59,7 @@ impl TierProxy {
         config: &ProxyConfig,
         routes: Routes,
         storage: &'static TieredStorage,
+        metrics: &'static Metrics,
     ) -> Self {
         let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(LOCK_AGE_TIMEOUT));
         TierProxy {
@@ -64,7 +72,9 @@ impl TierProxy {
             ),
             storage,
             lock,
+            metrics,
             max_object_bytes: usize::try_from(config.cache.max_object_bytes).unwrap_or(usize::MAX),
+            trust_request_id: config.trust_request_id,
         }
     }
 }
@@ -72,10 +82,17 @@ impl TierProxy {
 /// Per-request state.
 pub struct Ctx {
     started: Instant,
+    request_id: String,
     policy: Option<RoutePolicy>,
     attempts: usize,
+    upstream_started: Option<Instant>,
+    /// Whether this request's upstream outcome is already counted.
+    upstream_counted: bool,
     upstream_cache_status: Option<String>,
+    upstream_server_timing: Option<String>,
     outcome: Outcome,
+    /// The `Cache-Status` value sent, for the access log.
+    cache_status: String,
 }
 
 #[async_trait]
@@ -85,21 +102,37 @@ impl ProxyHttp for TierProxy {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             started: Instant::now(),
+            request_id: String::new(),
             policy: None,
             attempts: 0,
+            upstream_started: None,
+            upstream_counted: false,
             upstream_cache_status: None,
+            upstream_server_timing: None,
             outcome: Outcome::default(),
+            cache_status: String::new(),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let incoming = session
+            .req_header()
+            .headers
+            .get(request_id::HEADER)
+            .map(|v| v.as_bytes());
+        ctx.request_id = request_id::pick(incoming, self.trust_request_id);
         match admission::admit(self.tier, session.req_header(), &self.routes) {
             Ok(policy) => {
                 ctx.policy = Some(policy);
                 Ok(false)
             }
             Err(rejection) => {
-                respond::rejection(session, self.tier, &rejection).await?;
+                let reply = respond::Reply {
+                    tier: self.tier,
+                    request_id: &ctx.request_id,
+                    took: ctx.started.elapsed(),
+                };
+                ctx.cache_status = respond::rejection(session, &reply, &rejection).await?;
                 Ok(true)
             }
         }
@@ -126,6 +159,7 @@ impl ProxyHttp for TierProxy {
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let peer = self.upstreams.peer(ctx.attempts);
         ctx.attempts += 1;
+        ctx.upstream_started.get_or_insert_with(Instant::now);
         Ok(Box::new(peer))
     }
 
@@ -136,10 +170,22 @@ impl ProxyHttp for TierProxy {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        self.metrics.upstream(upstream_failure(&e));
+        ctx.upstream_counted = true;
         if self.upstreams.may_retry(ctx.attempts) {
             e.set_retry(true);
         }
         e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        req.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        Ok(())
     }
 
     fn response_cache_filter(
@@ -168,14 +214,45 @@ impl ProxyHttp for TierProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         // The upstream's entries describe this fetch only: keep them out of the stored copy.
-        ctx.upstream_cache_status = resp
-            .headers
-            .get(CACHE_STATUS)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        resp.remove_header(CACHE_STATUS);
+        let take = |resp: &mut ResponseHeader, name: &str| {
+            let value = resp
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            resp.remove_header(name);
+            value
+        };
+        ctx.upstream_cache_status = take(resp, CACHE_STATUS);
+        ctx.upstream_server_timing = take(resp, observe::SERVER_TIMING);
+        resp.remove_header(request_id::HEADER);
         ctx.outcome.fwd_status = Some(resp.status.as_u16());
+        if let Some(started) = ctx.upstream_started {
+            self.metrics.upstream_first_byte(started.elapsed());
+        }
+        let result = if resp.status.is_server_error() {
+            UpstreamResult::Error
+        } else {
+            UpstreamResult::Ok
+        };
+        self.metrics.upstream(result);
+        ctx.upstream_counted = true;
         Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if end_of_stream {
+            if let Some(started) = ctx.upstream_started.take() {
+                self.metrics.upstream_last_byte(started.elapsed());
+            }
+        }
+        Ok(None)
     }
 
     async fn response_filter(
@@ -192,12 +269,23 @@ impl ProxyHttp for TierProxy {
         }
         let entry = cache_status::entry(self.tier.name(), phase.as_ref(), &ctx.outcome);
         let went_upstream = ctx.outcome.fwd_status.is_some();
-        let upstream = if went_upstream {
+        let upstream_status = if went_upstream {
             ctx.upstream_cache_status.as_deref()
         } else {
             None
         };
-        resp.insert_header(CACHE_STATUS, cache_status::header_value(upstream, &entry))?;
+        ctx.cache_status = cache_status::header_value(upstream_status, &entry);
+        resp.insert_header(CACHE_STATUS, ctx.cache_status.as_str())?;
+        let upstream_timing = if went_upstream {
+            ctx.upstream_server_timing.as_deref()
+        } else {
+            None
+        };
+        resp.insert_header(
+            observe::SERVER_TIMING,
+            observe::server_timing(self.tier, ctx.started.elapsed(), upstream_timing),
+        )?;
+        resp.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
         // Fresh from upstream with no Age of its own: say so (RFC 9111 §5.1).
         if !resp.headers.contains_key(http::header::AGE) {
             resp.insert_header(http::header::AGE, "0")?;
@@ -206,8 +294,19 @@ impl ProxyHttp for TierProxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        if e.esource() == &ErrorSource::Upstream && !ctx.upstream_counted {
+            self.metrics.upstream(upstream_failure(e));
+            ctx.upstream_counted = true;
+        }
         let status = respond::failure_status(e);
-        respond::failure(session, self.tier, status, ctx.outcome.looked_up).await;
+        let reply = respond::Reply {
+            tier: self.tier,
+            request_id: &ctx.request_id,
+            took: ctx.started.elapsed(),
+        };
+        if let Some(sent) = respond::failure(session, &reply, status, ctx.outcome.looked_up).await {
+            ctx.cache_status = sent;
+        }
         FailToProxy {
             error_code: status,
             can_reuse_downstream: false,
@@ -216,21 +315,36 @@ impl ProxyHttp for TierProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let phase = if session.cache.enabled() {
-            session.cache.phase().as_str()
-        } else {
-            "off"
-        };
+        let phase =
+            (session.cache.enabled() || ctx.outcome.looked_up).then(|| session.cache.phase());
+        let waited = session.cache.lock_duration().is_some();
+        let result = observe::result(phase, ctx.outcome.looked_up, waited, status);
+        let took = ctx.started.elapsed();
+        let bytes = session.body_bytes_sent();
+        self.metrics.request(result, status, bytes, took);
         let req = session.req_header();
         tracing::info!(
-            tier = self.tier.name(),
+            target: "access",
+            tier = self.tier.metric_label(),
+            request_id = %ctx.request_id,
             method = %req.method,
             path = %req.uri.path(),
             status,
-            cache = phase,
-            micros = ctx.started.elapsed().as_micros() as u64,
+            bytes,
+            micros = took.as_micros() as u64,
+            cache = result.as_str(),
+            cache_status = %ctx.cache_status,
             error = e.map(|e| e.to_string()),
             "request"
         );
+    }
+}
+
+fn upstream_failure(e: &Error) -> UpstreamResult {
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            UpstreamResult::Timeout
+        }
+        _ => UpstreamResult::Error,
     }
 }

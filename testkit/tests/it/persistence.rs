@@ -7,7 +7,7 @@ use std::time::Duration;
 use testkit::{eventually, get, get_hashed, pattern, sha256_hex, Backend, Stack, StackOptions};
 
 fn origin_requests(stack: &Stack) -> usize {
-    stack.log("origin").matches("request method=").count()
+    stack.access_count("origin")
 }
 
 fn local_stack(

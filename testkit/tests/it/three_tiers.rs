@@ -101,7 +101,7 @@ fn local_directory_origin() {
             Some(
                 std::fs::read_to_string(&path)
                     .unwrap_or_default()
-                    .matches("request method=")
+                    .matches(" access: request")
                     .count(),
             )
         }

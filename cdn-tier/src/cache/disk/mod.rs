@@ -36,7 +36,7 @@ pub struct DiskStats {
 }
 
 /// A snapshot for metrics and tests.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct DiskUsage {
     pub objects: usize,
     pub bytes: u64,
