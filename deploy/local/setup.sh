@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building the workspace needs beyond the Rust toolchain: cmake (libz-ng-sys,
-# under pingora) and a C compiler. Safe to run again; does nothing when all is present.
+# under pingora) and a C compiler; with --tests also promtool (Debian's prometheus package),
+# which the tests run. Safe to run again; does nothing when all is present.
 set -euo pipefail
 
 missing=()
@@ -8,12 +9,22 @@ command -v cmake >/dev/null || missing+=(cmake)
 command -v cc >/dev/null || missing+=(gcc)
 command -v make >/dev/null || missing+=(make)
 command -v curl >/dev/null || missing+=(curl)
+# promtool, for the tests that check metrics and the Prometheus rules.
+if [[ ${1:-} == --tests ]]; then
+    command -v promtool >/dev/null || missing+=(prometheus)
+fi
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "setup: need ${missing[*]}; run as root or install them: apt-get install ${missing[*]}" >&2
         exit 1
     fi
     echo "setup: installing ${missing[*]}" >&2
+    # Install tools only: no package may start a service (prometheus ships one).
+    policy=/usr/sbin/policy-rc.d
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

@@ -4,7 +4,7 @@
 # on loopback. Ends with one line totalling every test binary's results.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-deploy/local/setup.sh
+deploy/local/setup.sh --tests
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

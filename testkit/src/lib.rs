@@ -184,3 +184,35 @@ pub fn get_hashed(url: &str) -> (u16, String, u64, String) {
         (status, cache_status, len, hex)
     })
 }
+
+/// Every `cdn_request_duration_seconds_count` series of a tier's live `/metrics`, as
+/// (tier, cache) → count.
+pub fn request_counts(
+    admin: std::net::SocketAddr,
+) -> std::collections::BTreeMap<(String, String), u64> {
+    let text = String::from_utf8(get(&format!("http://{admin}/metrics")).body.to_vec())
+        .expect("utf-8 metrics");
+    let mut counts = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("cdn_request_duration_seconds_count{"))
+    {
+        let label = |name: &str| {
+            let start = line.find(&format!("{name}=\"")).expect("label") + name.len() + 2;
+            line[start..]
+                .split('"')
+                .next()
+                .expect("label value")
+                .to_owned()
+        };
+        let value: u64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("count");
+        if value > 0 {
+            counts.insert((label("tier"), label("cache")), value);
+        }
+    }
+    counts
+}

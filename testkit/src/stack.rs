@@ -51,6 +51,8 @@ pub struct StackOptions {
     pub max_object: &'static str,
     /// Disk tier size for the shield and each edge (`None`: memory only).
     pub disk: Option<&'static str>,
+    /// `logging.format`: "text" or "json".
+    pub log_format: &'static str,
 }
 
 impl StackOptions {
@@ -62,6 +64,7 @@ impl StackOptions {
             memory: "512MiB",
             max_object: "128MiB",
             disk: Some("512MiB"),
+            log_format: "text",
         }
     }
 }
@@ -199,8 +202,10 @@ impl Stack {
             "origin:\n  listen: {origin}\n  admin: {origin_admin}\n  timeout: {timeout}\n  backend:\n{backend}\
              shield:\n  listen: {shield}\n  admin: {shield_admin}\n  origin: {shield_origin}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{shield_disk}\
              edge:\n  listen: {edge}\n  admin: {edge_admin}\n  shields: [{shield}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
+             logging:\n  format: {log_format}\n\
              routes:\n  - prefix: /private/\n    ttl: 1h\n    auth: true\n  - prefix: /short/\n    ttl: 1s\n  - prefix: /nocache/\n    ttl: 1h\n    cache: false\n  - prefix: /\n    ttl: 1h\n",
             origin = self.origin,
+            log_format = o.log_format,
             origin_admin = self.origin_admin,
             shield_admin = self.shield_admin,
             timeout = o.origin_timeout,

@@ -2,6 +2,7 @@
 //! origin and a real S3-compatible server.
 
 mod config_errors;
+mod observability;
 mod origin_failures;
 mod persistence;
 mod requests;
