@@ -13,7 +13,7 @@
 //! body, so a truncated object cannot pass for a whole one (pingora issue 932).
 
 use super::disk::{DiskTier, DiskUsage, FillReader, Found, LargeBody, LargeWriter};
-use super::memory::{MemObject, MemoryTier, SerializedMeta};
+use super::memory::{coalesce, MemObject, MemoryTier, MetaParts, SerializedMeta};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::cache::key::{CacheHashKey, HashBinary};
@@ -31,6 +31,8 @@ use tokio::sync::watch;
 
 /// Largest read from disk at once while streaming an unfinished fill.
 const FILL_READ: usize = 256 * 1024;
+/// Largest read of a finished large object per trip to the blocking pool.
+const DISK_READ: usize = 1 << 20;
 
 pub struct TieredStorage {
     memory: Option<MemoryTier>,
@@ -124,6 +126,7 @@ impl TieredStorage {
                 let cache_meta = CacheMeta::deserialize(&meta.0, &meta.1)?;
                 let len = body.len();
                 let object = Arc::new(MemObject {
+                    parts: MetaParts::of(&cache_meta),
                     meta,
                     chunks: Arc::from(vec![body]),
                     len,
@@ -144,6 +147,7 @@ impl TieredStorage {
                         body,
                         pos: 0,
                         end,
+                        ahead: None,
                     }),
                 )))
             }
@@ -178,8 +182,10 @@ impl Storage for TieredStorage {
             return fill.reader();
         }
         if let Some(object) = self.memory.as_ref().and_then(|m| m.get(&hash)) {
-            let meta = CacheMeta::deserialize(&object.meta.0, &object.meta.1)?;
-            return Ok(Some((meta, Box::new(MemoryHit::new(object)))));
+            return Ok(Some((
+                object.parts.meta(),
+                Box::new(MemoryHit::new(object)),
+            )));
         }
         self.disk_lookup(hash).await
     }
@@ -230,6 +236,7 @@ impl Storage for TieredStorage {
         let fill = Arc::new(Fill {
             write_id,
             meta: serialized,
+            parts: MetaParts::of(meta),
             chunks: RwLock::new(Vec::new()),
             disk: OnceLock::new(),
             state: watch::channel(FillState::default()).0,
@@ -303,10 +310,14 @@ impl Storage for TieredStorage {
                 Some(disk) => {
                     let disk = disk.clone();
                     match blocking(move || Ok(disk.lookup(&hash))).await? {
-                        Some(Found::Small { meta, body }) => {
+                        Some(Found::Small {
+                            meta: old_meta,
+                            body,
+                        }) => {
                             let len = body.len();
                             Some(Arc::new(MemObject {
-                                meta,
+                                meta: old_meta,
+                                parts: MetaParts::of(meta),
                                 chunks: Arc::from(vec![body]),
                                 len,
                             }))
@@ -324,6 +335,7 @@ impl Storage for TieredStorage {
         let Some(old) = object else { return Ok(false) };
         let updated = Arc::new(MemObject {
             meta: serialized,
+            parts: MetaParts::of(meta),
             chunks: old.chunks.clone(),
             len: old.len,
         });
@@ -363,6 +375,7 @@ struct FillState {
 struct Fill {
     write_id: u64,
     meta: SerializedMeta,
+    parts: MetaParts,
     chunks: RwLock<Vec<Bytes>>,
     disk: OnceLock<FillReader>,
     state: watch::Sender<FillState>,
@@ -372,7 +385,7 @@ struct Fill {
 
 impl Fill {
     fn reader(self: Arc<Self>) -> Result<Option<(CacheMeta, HitHandler)>> {
-        let meta = CacheMeta::deserialize(&self.meta.0, &self.meta.1)?;
+        let meta = self.parts.meta();
         let state = self.state.subscribe();
         Ok(Some((
             meta,
@@ -525,15 +538,11 @@ impl HandleMiss for TieredMiss {
                 memory.remove(&self.key);
             }
         } else if !purged {
-            let chunks: Arc<[Bytes]> = self
-                .fill
-                .chunks
-                .read()
-                .expect("chunks poisoned")
-                .clone()
-                .into();
+            let chunks: Arc<[Bytes]> =
+                coalesce(&self.fill.chunks.read().expect("chunks poisoned")).into();
             let object = Arc::new(MemObject {
                 meta: self.fill.meta.clone(),
+                parts: self.fill.parts.clone(),
                 chunks,
                 len: written,
             });
@@ -706,6 +715,23 @@ struct DiskHit {
     body: LargeBody,
     pos: u64,
     end: u64,
+    /// The next read, already under way while the previous piece is being sent.
+    ahead: Option<(u64, BlockRead)>,
+}
+
+/// A read of blocks on the blocking pool: the bytes and the body offset they start at.
+type BlockRead = tokio::task::JoinHandle<std::io::Result<(Bytes, u64)>>;
+
+impl DiskHit {
+    /// Starts reading the blocks from body offset `at`: up to 1 MiB per trip to the blocking
+    /// pool, no more than the range still needs.
+    fn read_from(&self, at: u64) -> BlockRead {
+        let (disk, body) = (self.disk.clone(), self.body.clone());
+        let want = ((self.end - at) as usize)
+            .saturating_add(super::disk::format::BLOCK)
+            .min(DISK_READ);
+        tokio::task::spawn_blocking(move || disk.read_blocks(&body, at, want))
+    }
 }
 
 #[async_trait]
@@ -714,11 +740,26 @@ impl HandleHit for DiskHit {
         if self.pos >= self.end {
             return Ok(None);
         }
-        let (disk, body, at) = (self.disk.clone(), self.body.clone(), self.pos);
-        let (block, start) = blocking(move || disk.read_block(&body, at)).await?;
+        let read = match self.ahead.take() {
+            Some((at, read)) if at == self.pos => read,
+            _ => self.read_from(self.pos),
+        };
+        let (block, start) = match read.await {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => {
+                return Error::e_explain(ErrorType::InternalError, format!("disk cache: {e}"))
+            }
+            Err(e) => {
+                return Error::e_explain(ErrorType::InternalError, format!("disk cache task: {e}"))
+            }
+        };
         let from = (self.pos - start) as usize;
         let to = ((self.end - start) as usize).min(block.len());
         self.pos = start + to as u64;
+        // Read ahead: the next piece comes off the disk while this one goes to the client.
+        if self.pos < self.end {
+            self.ahead = Some((self.pos, self.read_from(self.pos)));
+        }
         Ok(Some(block.slice(from..to)))
     }
 
@@ -745,6 +786,7 @@ impl HandleHit for DiskHit {
         }
         self.pos = start as u64;
         self.end = end.map_or(len, |e| (e as u64).min(len));
+        self.ahead = None;
         Ok(())
     }
 

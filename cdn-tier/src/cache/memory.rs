@@ -3,19 +3,79 @@
 //! decides whether a new object may displace others, so one scan of cold keys cannot flush
 //! the hot set; promotion from disk goes through the same door.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pingora::cache::key::HashBinary;
+use pingora::cache::CacheMeta;
+use pingora::http::ResponseHeader;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// Meta as pingora serializes it: (internal, header).
 pub type SerializedMeta = (Vec<u8>, Vec<u8>);
 
+/// A cache meta kept parsed, so a memory hit rebuilds it with one header copy instead of
+/// decoding the serialized form (MessagePack, a compressed header block, a header parse).
+#[derive(Clone)]
+pub struct MetaParts {
+    fresh_until: SystemTime,
+    updated: SystemTime,
+    stale_while_revalidate: u32,
+    stale_if_error: u32,
+    header: ResponseHeader,
+}
+
+impl MetaParts {
+    pub fn of(meta: &CacheMeta) -> MetaParts {
+        MetaParts {
+            fresh_until: meta.fresh_until(),
+            updated: meta.updated(),
+            stale_while_revalidate: meta.stale_while_revalidate_sec(),
+            stale_if_error: meta.stale_if_error_sec(),
+            header: meta.response_header_copy(),
+        }
+    }
+
+    /// The meta again. Its age counts from the last update, as the original's does.
+    pub fn meta(&self) -> CacheMeta {
+        CacheMeta::new(
+            self.fresh_until,
+            self.updated,
+            self.stale_while_revalidate,
+            self.stale_if_error,
+            self.header.clone(),
+        )
+    }
+}
+
 /// A finished object held in memory.
 pub struct MemObject {
     pub meta: SerializedMeta,
+    pub parts: MetaParts,
     pub chunks: Arc<[Bytes]>,
     pub len: usize,
+}
+
+/// Joins the chunks a body arrived in into pieces of about `PIECE` bytes, so a hit is sent in
+/// a few large writes rather than many small ones. Done once, when a fill finishes.
+pub fn coalesce(chunks: &[Bytes]) -> Vec<Bytes> {
+    const PIECE: usize = 1 << 20;
+    let mut out = Vec::new();
+    let mut piece = BytesMut::new();
+    for chunk in chunks {
+        if piece.is_empty() && chunk.len() >= PIECE {
+            out.push(chunk.clone());
+            continue;
+        }
+        piece.extend_from_slice(chunk);
+        if piece.len() >= PIECE {
+            out.push(std::mem::take(&mut piece).freeze());
+        }
+    }
+    if !piece.is_empty() {
+        out.push(piece.freeze());
+    }
+    out
 }
 
 pub struct MemoryTier {
@@ -83,5 +143,34 @@ impl MemoryTier {
     pub fn usage(&self) -> (u64, u64) {
         self.objects.run_pending_tasks();
         (self.objects.entry_count(), self.objects.weighted_size())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coalescing_keeps_every_byte_in_order() {
+        let chunks: Vec<Bytes> = (0..700u32)
+            .map(|i| Bytes::from(vec![(i % 251) as u8; 3000 + (i as usize % 7)]))
+            .collect();
+        let joined: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        let pieces = coalesce(&chunks);
+        assert!(pieces.len() <= 3, "{} pieces", pieces.len());
+        assert_eq!(
+            pieces
+                .iter()
+                .flat_map(|c| c.iter().copied())
+                .collect::<Vec<u8>>(),
+            joined
+        );
+        assert!(coalesce(&[]).is_empty());
+        let big = Bytes::from(vec![1u8; 2 << 20]);
+        assert_eq!(
+            coalesce(std::slice::from_ref(&big))[0].as_ptr(),
+            big.as_ptr(),
+            "a big chunk is not copied"
+        );
     }
 }

@@ -364,21 +364,37 @@ impl DiskTier {
         })
     }
 
-    /// Reads and checks the block holding body offset `at`; returns it and its body offset.
-    /// A failed check drops the entry and is an error.
-    pub fn read_block(&self, body: &LargeBody, at: u64) -> io::Result<(bytes::Bytes, u64)> {
-        let block = (at / format::BLOCK as u64) as usize;
-        let start = block as u64 * format::BLOCK as u64;
-        let len = (body.len - start).min(format::BLOCK as u64) as usize;
-        let data = body.segment.read(body.body_offset + start, len)?;
-        let crc = body.crcs.get(block).copied().unwrap_or_default();
-        if format::check_block(&data, crc).is_err() {
-            let loc = Loc::new(body.segment.id, 0, 0);
-            self.drop_corrupt(&body.key, &loc, "body block checksum");
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "corrupt cache block",
-            ));
+    /// Reads and checks the blocks from the one holding body offset `at`, up to `max` bytes
+    /// (whole blocks, at least one); returns them and the body offset they start at. A failed
+    /// check drops the entry and is an error.
+    pub fn read_blocks(
+        &self,
+        body: &LargeBody,
+        at: u64,
+        max: usize,
+    ) -> io::Result<(bytes::Bytes, u64)> {
+        let block_size = format::BLOCK as u64;
+        let first = at / block_size;
+        let start = first * block_size;
+        let blocks = (max as u64 / block_size).max(1);
+        let end = (start + blocks * block_size).min(body.len);
+        let data = body
+            .segment
+            .read(body.body_offset + start, (end - start) as usize)?;
+        for (i, block) in data.chunks(format::BLOCK).enumerate() {
+            let crc = body
+                .crcs
+                .get(first as usize + i)
+                .copied()
+                .unwrap_or_default();
+            if format::check_block(block, crc).is_err() {
+                let loc = Loc::new(body.segment.id, 0, 0);
+                self.drop_corrupt(&body.key, &loc, "body block checksum");
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "corrupt cache block",
+                ));
+            }
         }
         Ok((bytes::Bytes::from(data), start))
     }

@@ -30,7 +30,7 @@ fn large_body(tier: &DiskTier, found: Found) -> io::Result<Vec<u8>> {
     };
     let mut out = Vec::new();
     while (out.len() as u64) < body.len {
-        let (block, start) = tier.read_block(&body, out.len() as u64)?;
+        let (block, start) = tier.read_blocks(&body, out.len() as u64, 3 * format::BLOCK / 2)?;
         assert_eq!(start, out.len() as u64);
         out.extend_from_slice(&block);
     }
