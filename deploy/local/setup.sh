@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building the workspace needs beyond the Rust toolchain: cmake (libz-ng-sys,
 # under pingora) and a C compiler; with --tests also promtool (Debian's prometheus package),
-# which the tests run. Safe to run again; does nothing when all is present.
+# which the tests run; with --bench also nginx, varnish and wrk, which benches/run.sh runs.
+# Safe to run again; does nothing when all is present.
 set -euo pipefail
 
 missing=()
@@ -10,9 +11,16 @@ command -v cc >/dev/null || missing+=(gcc)
 command -v make >/dev/null || missing+=(make)
 command -v curl >/dev/null || missing+=(curl)
 # promtool, for the tests that check metrics and the Prometheus rules.
-if [[ ${1:-} == --tests ]]; then
-    command -v promtool >/dev/null || missing+=(prometheus)
-fi
+case ${1:-} in
+    --tests)
+        command -v promtool >/dev/null || missing+=(prometheus) ;;
+    --bench)
+        command -v nginx >/dev/null || missing+=(nginx)
+        command -v varnishd >/dev/null || missing+=(varnish)
+        command -v wrk >/dev/null || missing+=(wrk)
+        command -v taskset >/dev/null || missing+=(util-linux)
+        command -v python3 >/dev/null || missing+=(python3) ;;
+esac
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "setup: need ${missing[*]}; run as root or install them: apt-get install ${missing[*]}" >&2

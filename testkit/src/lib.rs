@@ -105,18 +105,30 @@ impl Reply {
     }
 }
 
-/// Sends `method url` with extra headers and reads the whole reply.
-pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
+/// Runs `f` with an HTTP client (no proxy; a whole-exchange timeout if given) on a runtime
+/// of its own, so tests stay plain synchronous code.
+fn with_client<F, T>(
+    timeout: Option<std::time::Duration>,
+    f: impl FnOnce(reqwest::Client) -> F,
+) -> T
+where
+    F: std::future::Future<Output = T>,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(patience())
-            .build()
-            .expect("client");
+    let mut builder = reqwest::Client::builder().no_proxy();
+    if let Some(t) = timeout {
+        builder = builder.timeout(t);
+    }
+    let client = builder.build().expect("client");
+    runtime.block_on(f(client))
+}
+
+/// Sends `method url` with extra headers and reads the whole reply.
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
+    with_client(Some(patience()), |client| async move {
         let mut req = client.request(method.parse().expect("method"), url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -146,15 +158,7 @@ pub fn get(url: &str) -> Reply {
 /// GETs `url` and hashes the body as it streams (for objects too big to hold); returns the
 /// status, the `Cache-Status` header and the body's length and sha256.
 pub fn get_hashed(url: &str) -> (u16, String, u64, String) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
+    with_client(None, |client| async move {
         let mut resp = client
             .get(url)
             .send()

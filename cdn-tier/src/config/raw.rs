@@ -76,6 +76,8 @@ pub(super) struct S3 {
     pub prefix: String,
 }
 
+// Shield and Edge repeat their common fields: serde cannot combine `flatten` with
+// `deny_unknown_fields`, and rejecting unknown fields matters more than the repetition.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Shield {
