@@ -25,6 +25,9 @@ second=$(curl -si "$url")
 grep -q 'Hello from the origin' <<<"$first" || { echo "$first"; echo "smoke: wrong body" >&2; exit 1; }
 grep -qi '^cache-status: shield; fwd=miss.*edge-pop; fwd=miss' <<<"$first" || { echo "$first"; exit 1; }
 grep -qi '^cache-status: edge-pop; hit' <<<"$second" || { echo "$second"; exit 1; }
+metrics=$(sed -nE 's/^  edge metrics +(http[^ ]+).*/\1/p' "$out")
+curl -sf "$metrics" | grep -q '^cdn_request_duration_seconds_count{cache="hit",tier="edge"} [1-9]' \
+    || { echo "smoke: $metrics does not count the hit" >&2; exit 1; }
 
 # Ctrl-C reaches the whole foreground group; do the same.
 kill -INT -- -"$starter"
@@ -38,4 +41,4 @@ for bin in origin-adapter shield edge-pop; do
         echo "smoke: $bin still running after SIGINT" >&2; exit 1
     fi
 done
-echo "smoke: quick start ok (miss, then edge hit; stopped on SIGINT)"
+echo "smoke: quick start ok (miss, then edge hit, counted in /metrics; stopped on SIGINT)"

@@ -24,6 +24,7 @@ summary=$("$bindir/edge-pop" --config "$config" --check)
 edge=$(sed -E 's/.*; edge ([^ ]+) .*/\1/' <<<"$summary")
 shield=$(sed -E 's/.*; shield ([^ ]+) .*/\1/' <<<"$summary")
 origin=$(sed -E 's/.*origin-adapter ([^ ]+) .*/\1/' <<<"$summary")
+edge_admin=$(sed -E 's/.*admin: origin [^,]+, shield [^,]+, edge ([^ ]+)$/\1/' <<<"$summary")
 
 pids=()
 stop() {
@@ -64,6 +65,7 @@ stack is up (config: $config)
   origin-adapter  http://$origin/    (serving $root/origin-adapter/sample)
   binaries        $bindir/{edge-pop,shield,origin-adapter}
   logs            $logdir/{edge-pop,shield,origin-adapter}.log
+  edge metrics    http://$edge_admin/metrics   (each tier: /metrics, /healthz, /readyz)
 
 try:  curl -i http://$edge/hello.txt
 Ctrl-C stops all three.

@@ -78,8 +78,38 @@ pub fn coalesce(chunks: &[Bytes]) -> Vec<Bytes> {
     out
 }
 
+/// Keys are already 128-bit Blake2b digests: hashing them again (moka's default is SipHash)
+/// only costs time, so the map takes eight of their bytes as the hash.
+#[derive(Clone, Copy, Default)]
+pub struct KeyHash;
+
+impl std::hash::BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(0)
+    }
+}
+
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // A digest arrives whole; anything else (a length prefix) is folded in cheaply.
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+    }
+}
+
 pub struct MemoryTier {
-    objects: moka::sync::Cache<HashBinary, Arc<MemObject>>,
+    objects: moka::sync::Cache<HashBinary, Arc<MemObject>, KeyHash>,
     max_object: usize,
     evictions: Arc<AtomicU64>,
 }
@@ -100,7 +130,7 @@ impl MemoryTier {
                     counted.fetch_add(1, Ordering::Relaxed);
                 }
             })
-            .build();
+            .build_with_hasher(KeyHash);
         MemoryTier {
             objects,
             max_object,

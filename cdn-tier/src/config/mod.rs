@@ -179,7 +179,7 @@ impl Config {
             ),
         };
         format!(
-            "{}: ok: origin-adapter {} ({backend}); shield {} -> {}, memory {}; edge {} -> {} shield(s), memory {}; {} route(s)",
+            "{}: ok: origin-adapter {} ({backend}); shield {} -> {}, memory {}; edge {} -> {} shield(s), memory {}; {} route(s); admin: origin {}, shield {}, edge {}",
             self.source.display(),
             self.origin.listen,
             self.shield.listen,
@@ -189,8 +189,15 @@ impl Config {
             self.edge.upstreams.len(),
             ByteSize(self.edge.cache.memory_bytes),
             self.routes.len(),
+            admin(self.origin.admin),
+            admin(self.shield.admin),
+            admin(self.edge.admin),
         )
     }
+}
+
+fn admin(listen: Option<SocketAddr>) -> String {
+    listen.map_or_else(|| "none".to_owned(), |a| a.to_string())
 }
 
 fn from_yaml(
