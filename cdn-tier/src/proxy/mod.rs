@@ -32,7 +32,7 @@ use pingora::cache::{CacheKey, CacheMeta, CachePhase, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorSource, Result};
 use std::time::{Duration, Instant};
 use upstream::Upstreams;
 
@@ -341,10 +341,9 @@ impl ProxyHttp for TierProxy {
 }
 
 fn upstream_failure(e: &Error) -> UpstreamResult {
-    match e.etype() {
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-            UpstreamResult::Timeout
-        }
-        _ => UpstreamResult::Error,
+    if respond::is_timeout(e) {
+        UpstreamResult::Timeout
+    } else {
+        UpstreamResult::Error
     }
 }

@@ -19,14 +19,19 @@ pub struct Reply<'a> {
     pub took: Duration,
 }
 
+/// Whether a failure is a timeout (connecting, reading or writing).
+pub fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+    )
+}
+
 /// The status for a failure while proxying, or 0 when the client is already gone.
 pub fn failure_status(e: &Error) -> u16 {
     match (e.etype(), e.esource()) {
         (ErrorType::HTTPStatus(code), _) => *code,
-        (
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
-            ErrorSource::Upstream,
-        ) => 504,
+        (_, ErrorSource::Upstream) if is_timeout(e) => 504,
         (_, ErrorSource::Upstream) => 502,
         (
             ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,

@@ -27,6 +27,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// Largest small segment; smaller disks get segments of an eighth of their size.
 const MAX_SEGMENT: u64 = 64 << 20;
 
+/// A large entry's checked header, meta (internal, header) and block CRCs.
+type LargeParts = (Header, (Vec<u8>, Vec<u8>), Vec<u32>);
+
 /// Counters the disk tier keeps.
 #[derive(Debug, Default)]
 pub struct DiskStats {
@@ -257,20 +260,29 @@ impl DiskTier {
         count
     }
 
+    /// Reads and checks a large segment's header, meta and block table; returns them with the
+    /// meta split into (internal, header) and one CRC per block. `on_io` is what a failed read
+    /// counts as; with `key`, an entry for another key is `Empty` before anything else is read.
+    fn large_parts(
+        segment: &Segment,
+        key: Option<&[u8; 16]>,
+        on_io: Invalid,
+    ) -> Result<LargeParts, Invalid> {
+        let read = |at: u64, len: usize| segment.read(at, len).map_err(|_| on_io);
+        let header = Header::decode(&read(0, HEADER_LEN)?)?;
+        if key.is_some_and(|k| k != &header.key) {
+            return Err(Invalid::Empty);
+        }
+        let meta = read(HEADER_LEN as u64, header.meta_len())?;
+        let (internal, meta_header) = header.check_meta(&meta)?;
+        let meta = (internal.to_vec(), meta_header.to_vec());
+        let crcs = header.check_table(&read(header.table_offset() as u64, 4 * header.blocks())?)?;
+        Ok((header, meta, crcs))
+    }
+
     /// Reads and checks a large segment's header, meta and block table.
     fn check_large(&self, segment: &Segment) -> Result<Header, Invalid> {
-        let io = |_| Invalid::Empty;
-        let header = Header::decode(&segment.read(0, HEADER_LEN).map_err(io)?)?;
-        header.check_meta(
-            &segment
-                .read(HEADER_LEN as u64, header.meta_len())
-                .map_err(io)?,
-        )?;
-        let table = segment
-            .read(header.table_offset() as u64, 4 * header.blocks())
-            .map_err(io)?;
-        header.check_table(&table)?;
-        Ok(header)
+        Self::large_parts(segment, None, Invalid::Empty).map(|(header, _, _)| header)
     }
 
     /// Looks `key` up and checks what it finds. A broken entry is dropped, counted, and
@@ -339,21 +351,10 @@ impl DiskTier {
             let body = bytes::Bytes::from(bytes).slice(header.body_offset()..header.table_offset());
             return Ok(Found::Small { meta, body });
         }
-        let head = segment.read(0, HEADER_LEN).map_err(io)?;
-        let header = Header::decode(&head)?;
-        if &header.key != key {
-            return Err(Invalid::Empty);
-        }
-        let meta = segment
-            .read(HEADER_LEN as u64, header.meta_len())
-            .map_err(io)?;
-        let (internal, meta_header) = header.check_meta(&meta)?;
-        let table = segment
-            .read(header.table_offset() as u64, 4 * header.blocks())
-            .map_err(io)?;
-        let crcs = header.check_table(&table)?;
+        let (header, meta, crcs) =
+            Self::large_parts(segment, Some(key), Invalid::Corrupt("entry cannot be read"))?;
         Ok(Found::Large {
-            meta: (internal.to_vec(), meta_header.to_vec()),
+            meta,
             body: LargeBody {
                 segment: segment.clone(),
                 key: *key,
