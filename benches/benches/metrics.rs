@@ -3,13 +3,13 @@
 //!
 //!     cargo bench -p cdn-benches --bench metrics
 
-use cdn_tier::metrics::{CacheResult, Metrics};
+use cdn_observe::{CacheResult, Metrics, Tier};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use std::time::Duration;
 
 fn record(c: &mut Criterion) {
-    let metrics = Metrics::new("edge");
+    let metrics = Metrics::new(Tier::Edge);
     c.bench_function("metrics/record_hit", |b| {
         b.iter(|| {
             metrics.request(

@@ -6,14 +6,12 @@
 //!     CDN_BENCH_OBJECTS=1000000 cargo bench -p cdn-benches --bench storage -- rebuild
 
 use bytes::Bytes;
-use cdn_tier::cache::disk::DiskTier;
-use cdn_tier::cache::{self, TieredStorage};
-use cdn_tier::config::{CacheConfig, DiskConfig};
+use cdn_cache::{DiskTier, HybridStorage, MemoryTier, SerializedMeta};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use pingora::cache::storage::HitHandler;
-use pingora::cache::trace::Span;
-use pingora::cache::{CacheKey, CacheMeta, Storage};
-use pingora::http::ResponseHeader;
+use pingora_cache::storage::HitHandler;
+use pingora_cache::trace::Span;
+use pingora_cache::{CacheKey, CacheMeta, Storage};
+use pingora_http::ResponseHeader;
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -35,19 +33,13 @@ fn meta(len: usize) -> CacheMeta {
     CacheMeta::new(now + Duration::from_secs(3600), now, 0, 0, header)
 }
 
-fn engine(memory: u64, disk: Option<(&std::path::Path, u64)>) -> &'static TieredStorage {
-    let config = CacheConfig {
-        memory_bytes: memory,
-        max_object_bytes: 256 << 20,
-        disk: disk.map(|(path, size)| DiskConfig {
-            path: path.to_owned(),
-            size_bytes: size,
-        }),
-    };
-    cache::storage(&config).unwrap()
+fn engine(memory: u64, disk: Option<(&std::path::Path, u64)>) -> &'static HybridStorage {
+    let memory = (memory > 0).then(|| MemoryTier::new(memory, 256 << 20));
+    let disk = disk.map(|(path, size)| DiskTier::open(path, size).unwrap());
+    Box::leak(Box::new(HybridStorage::new(memory, disk)))
 }
 
-async fn put(storage: &'static TieredStorage, key: &CacheKey, body: &[u8]) {
+async fn put(storage: &'static HybridStorage, key: &CacheKey, body: &[u8]) {
     let span = Span::inactive().handle();
     let mut miss = storage
         .get_miss_handler(key, &meta(body.len()), &span)
@@ -69,7 +61,7 @@ async fn read(hit: &mut HitHandler) -> usize {
     n
 }
 
-async fn hit(storage: &'static TieredStorage, key: &CacheKey) -> usize {
+async fn hit(storage: &'static HybridStorage, key: &CacheKey) -> usize {
     let span = Span::inactive().handle();
     let (_meta, mut handler) = storage.lookup(key, &span).await.unwrap().expect("a hit");
     read(&mut handler).await
@@ -150,7 +142,8 @@ fn rebuild(c: &mut Criterion) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     let dir = tempfile::tempdir().unwrap();
-    let meta = meta(100).serialize().unwrap();
+    let (internal, header) = meta(100).serialize().unwrap();
+    let meta = SerializedMeta { internal, header };
     let started = Instant::now();
     {
         let tier = DiskTier::open(dir.path(), 8 << 30).unwrap();
@@ -159,7 +152,7 @@ fn rebuild(c: &mut Criterion) {
             let mut key = [0u8; 16];
             key[..8].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
             key[8..].copy_from_slice(&i.to_le_bytes());
-            tier.insert_small(&key, (&meta.0, &meta.1), &body).unwrap();
+            tier.insert_small(&key, &meta, &body).unwrap();
         }
     }
     eprintln!("laid down {objects} objects in {:?}", started.elapsed());

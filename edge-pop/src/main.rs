@@ -1,11 +1,8 @@
-//! edge-pop binary: reads the shared config and runs the edge-pop tier. Glue only; the tier lives in
-//! `cdn_tier`.
+//! edge-pop binary: the edge tier as the process. Glue only; the tier lives in the library.
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() {
-    let config = cdn_tier::cli::load_config("edge-pop");
-    cdn_tier::cli::init_logging(config.log_format);
-    cdn_tier::server::run(cdn_tier::Tier::Edge, &config)
+    cdn_proxy::main(cdn_proxy::Tier::Edge, edge_pop::build)
 }

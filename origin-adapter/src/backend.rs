@@ -1,6 +1,6 @@
 //! Builds the object store the adapter serves from. Only this crate knows object_store.
 
-use cdn_tier::config::{Backend, OriginConfig};
+use cdn_config::{Backend, OriginConfig};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
@@ -21,9 +21,36 @@ pub enum BackendError {
     MissingCredential(&'static str),
 }
 
-/// The store described by `origin.backend`. S3 credentials come from `AWS_ACCESS_KEY_ID`,
-/// `AWS_SECRET_ACCESS_KEY` and (optionally) `AWS_SESSION_TOKEN`.
-pub fn build(origin: &OriginConfig) -> Result<Arc<dyn ObjectStore>, BackendError> {
+/// Where S3 credentials come from. Never from the config file.
+#[derive(Clone)]
+pub enum Credentials {
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and (optionally) `AWS_SESSION_TOKEN`, read
+    /// when the store is built: what the binary uses.
+    Environment,
+    /// Given by the caller (a test running the adapter in-process).
+    Given {
+        access_key_id: String,
+        secret_access_key: String,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        match self {
+            Credentials::Environment => write!(f, "Credentials::Environment"),
+            Credentials::Given { access_key_id, .. } => {
+                write!(f, "Credentials::Given({access_key_id})")
+            }
+        }
+    }
+}
+
+/// The store described by `origin.backend`.
+pub fn build(
+    origin: &OriginConfig,
+    credentials: &Credentials,
+) -> Result<Arc<dyn ObjectStore>, BackendError> {
     match &origin.backend {
         Backend::Local { root } => {
             let store = LocalFileSystem::new_with_prefix(root).map_err(|source| {
@@ -37,6 +64,17 @@ pub fn build(origin: &OriginConfig) -> Result<Arc<dyn ObjectStore>, BackendError
         Backend::S3(s3) => {
             let env = |name: &'static str| {
                 std::env::var(name).map_err(|_| BackendError::MissingCredential(name))
+            };
+            let (key_id, secret, token) = match credentials {
+                Credentials::Environment => (
+                    env("AWS_ACCESS_KEY_ID")?,
+                    env("AWS_SECRET_ACCESS_KEY")?,
+                    std::env::var("AWS_SESSION_TOKEN").ok(),
+                ),
+                Credentials::Given {
+                    access_key_id,
+                    secret_access_key,
+                } => (access_key_id.clone(), secret_access_key.clone(), None),
             };
             // Retries must end well inside the client-facing timeout: a CDN origin answers
             // fast or not at all, and the shield has its own retry and stale logic.
@@ -62,11 +100,11 @@ pub fn build(origin: &OriginConfig) -> Result<Arc<dyn ObjectStore>, BackendError
                 .with_region(&s3.region)
                 .with_virtual_hosted_style_request(!s3.path_style)
                 .with_allow_http(s3.allow_http)
-                .with_access_key_id(env("AWS_ACCESS_KEY_ID")?)
-                .with_secret_access_key(env("AWS_SECRET_ACCESS_KEY")?)
+                .with_access_key_id(key_id)
+                .with_secret_access_key(secret)
                 .with_retry(retry)
                 .with_client_options(client);
-            if let Ok(token) = std::env::var("AWS_SESSION_TOKEN") {
+            if let Some(token) = token {
                 builder = builder.with_token(token);
             }
             if let Some(endpoint) = &s3.endpoint {

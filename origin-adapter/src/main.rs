@@ -1,12 +1,20 @@
-//! origin-adapter binary: reads the shared config and serves the origin. Glue only.
+//! origin-adapter binary: reads the shared config and serves the origin until SIGTERM or SIGINT.
+//! Glue only.
 
 fn main() -> anyhow::Result<()> {
     // Both ring and aws-lc-rs may be compiled in; pick one before any TLS client is built.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = cdn_tier::cli::load_config("origin-adapter");
-    cdn_tier::cli::init_logging(config.log_format);
+    let config = cdn_config::cli::load_config("origin-adapter");
+    cdn_observe::logging::init(config.log_format);
+    let credentials = origin_adapter::Credentials::Environment;
+    let adapter =
+        origin_adapter::OriginAdapter::bind(&config.origin, &config.routes, &credentials)?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(origin_adapter::run(config))
+        .block_on(async {
+            cdn_config::cli::announce("origin-adapter", &adapter.listen());
+            adapter.serve(origin_adapter::server::stop_signal()).await
+        })?;
+    Ok(())
 }

@@ -3,9 +3,10 @@
 
 use crate::serve::Body;
 use bytes::Bytes;
-use cdn_tier::metrics::{CacheResult, Metrics};
-use cdn_tier::request_id;
-use http::{HeaderValue, Response};
+use cdn_observe::access::Access;
+use cdn_observe::decorate::UpstreamEntries;
+use cdn_observe::{CacheResult, Decoration, Metrics, Tier};
+use http::Response;
 use http_body::{Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,14 +24,14 @@ pub fn finish(
     started: Instant,
 ) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
-    let took = started.elapsed();
-    let timing = format!("origin;dur={:.3}", took.as_secs_f64() * 1000.0);
-    if let Ok(v) = HeaderValue::from_str(&timing) {
-        parts.headers.insert("server-timing", v);
+    Decoration {
+        tier: Tier::Origin,
+        request_id: &request_id,
+        took: started.elapsed(),
+        outcome: None,
+        upstream: &UpstreamEntries::default(),
     }
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        parts.headers.insert(request_id::HEADER, v);
-    }
+    .apply(&mut parts.headers);
     let status = parts.status.as_u16();
     let log = Logged {
         metrics,
@@ -59,24 +60,25 @@ struct Logged {
 
 impl Drop for Logged {
     fn drop(&mut self) {
-        let took = self.started.elapsed();
-        let result = if self.status >= 500 {
+        // The adapter caches nothing: every request it answers is a bypass, or an error.
+        let cache = if self.status >= 500 {
             CacheResult::Error
         } else {
             CacheResult::Bypass
         };
-        self.metrics.request(result, self.status, self.bytes, took);
-        tracing::info!(
-            target: "access",
-            tier = "origin",
-            request_id = %self.request_id,
-            method = %self.method,
-            path = %self.path,
-            status = self.status,
-            bytes = self.bytes,
-            micros = took.as_micros() as u64,
-            "request"
-        );
+        Access {
+            tier: Tier::Origin,
+            request_id: &self.request_id,
+            method: self.method.as_str(),
+            path: &self.path,
+            status: self.status,
+            bytes: self.bytes,
+            took: self.started.elapsed(),
+            cache,
+            cache_status: "",
+            error: None,
+        }
+        .record(&self.metrics);
     }
 }
 

@@ -2,12 +2,11 @@
 //! then the object's bytes streamed from the store (never held whole in memory).
 
 use crate::conditional::Validators;
-use crate::error::OriginError;
 use crate::range::{self, RangeRequest};
 use bytes::Bytes;
-use cdn_tier::config::{RoutePolicy, Routes};
-use cdn_tier::metrics::{Metrics, UpstreamResult};
-use cdn_tier::request_path::object_key;
+use cdn_config::{RoutePolicy, Routes};
+use cdn_http::{object_key, HttpError};
+use cdn_observe::{Metrics, Tier, UpstreamResult};
 use futures::StreamExt;
 use http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED,
@@ -41,7 +40,7 @@ impl Origin {
             store,
             routes,
             timeout,
-            metrics: Arc::new(Metrics::new("origin")),
+            metrics: Arc::new(Metrics::new(Tier::Origin)),
         }
     }
 
@@ -77,20 +76,20 @@ impl Origin {
         }
     }
 
-    async fn respond<B>(&self, req: &Request<B>) -> Result<Response<Body>, OriginError> {
+    async fn respond<B>(&self, req: &Request<B>) -> Result<Response<Body>, HttpError> {
         let head_only = match *req.method() {
             Method::GET => false,
             Method::HEAD => true,
-            _ => return Err(OriginError::MethodNotAllowed),
+            _ => return Err(HttpError::MethodNotAllowed),
         };
         let path = req.uri().path();
-        let key = object_key(path).map_err(|b| OriginError::BadPath(b.0))?;
-        let policy = self.routes.policy(path).ok_or(OriginError::NoRoute)?;
+        let key = object_key(path)?;
+        let policy = self.routes.policy(path).ok_or(HttpError::NoRoute)?;
         if key.is_empty() || key.ends_with('/') {
-            return Err(OriginError::NotFound);
+            return Err(HttpError::NotFound);
         }
         let location = object_store::path::Path::parse(&key)
-            .map_err(|_| OriginError::BadPath("not a valid object key"))?;
+            .map_err(|_| HttpError::BadRequest("not a valid object key"))?;
         let headers = req.headers();
         let has_range = headers.contains_key(RANGE);
         let conditional = headers.contains_key(http::header::IF_NONE_MATCH)
@@ -126,7 +125,7 @@ impl Origin {
             _ => RangeRequest::Full,
         };
         match wanted {
-            RangeRequest::Unsatisfiable => Err(OriginError::RangeNotSatisfiable { size }),
+            RangeRequest::Unsatisfiable => Err(HttpError::RangeNotSatisfiable { size }),
             _ if head_only => Ok(self.object_response(info, policy, StatusCode::OK, None, false)),
             RangeRequest::Full => {
                 let result = self.get(&location, GetOptions::default()).await?;
@@ -153,7 +152,7 @@ impl Origin {
         &self,
         location: &object_store::path::Path,
         options: GetOptions,
-    ) -> Result<GetResult, OriginError> {
+    ) -> Result<GetResult, HttpError> {
         let started = std::time::Instant::now();
         let result = match tokio::time::timeout(
             self.timeout,
@@ -161,12 +160,12 @@ impl Origin {
         )
         .await
         {
-            Ok(result) => result.map_err(OriginError::from),
-            Err(_) => Err(OriginError::Timeout(self.timeout)),
+            Ok(result) => result.map_err(backend_error),
+            Err(_) => Err(HttpError::UpstreamTimeout),
         };
         let outcome = match &result {
-            Ok(_) | Err(OriginError::NotFound) => UpstreamResult::Ok,
-            Err(OriginError::Timeout(_)) => UpstreamResult::Timeout,
+            Ok(_) | Err(HttpError::NotFound) => UpstreamResult::Ok,
+            Err(HttpError::UpstreamTimeout) => UpstreamResult::Timeout,
             Err(_) => UpstreamResult::Error,
         };
         self.metrics.upstream(outcome);
@@ -304,18 +303,23 @@ fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
-fn error_response(e: &OriginError) -> Response<Body> {
+/// What a backend failure means to the client: a missing object is a 404; anything else is
+/// the storage failing (502), its cause kept for the log.
+fn backend_error(e: object_store::Error) -> HttpError {
+    match e {
+        object_store::Error::NotFound { .. } => HttpError::NotFound,
+        other => HttpError::Upstream(Box::new(other)),
+    }
+}
+
+/// The response for a request the adapter will not or cannot serve.
+fn error_response(e: &HttpError) -> Response<Body> {
     let body = e.body();
     let mut resp = Response::builder()
         .status(e.status())
-        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
-        .header(CONTENT_LENGTH, body.len())
-        .header(CACHE_CONTROL, "no-store");
-    if let OriginError::RangeNotSatisfiable { size } = e {
-        resp = resp.header(CONTENT_RANGE, format!("bytes */{size}"));
-    }
-    if let OriginError::MethodNotAllowed = e {
-        resp = resp.header(http::header::ALLOW, "GET, HEAD");
+        .header(CONTENT_LENGTH, body.len());
+    for (name, value) in e.headers() {
+        resp = resp.header(name, value);
     }
     resp.body(
         Full::new(Bytes::from(body))

@@ -3,7 +3,7 @@
 
 use crate::observe;
 use crate::serve::Origin;
-use cdn_tier::request_id;
+use cdn_observe::request_id;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -65,6 +65,8 @@ pub async fn serve(listener: TcpListener, origin: Arc<Origin>, stop: impl Future
             }
         });
     }
+    // New connections are refused from here on; those already accepted finish.
+    drop(listener);
     tracing::info!("stopping: draining connections");
     if tokio::time::timeout(GRACE, graceful.shutdown())
         .await
@@ -102,7 +104,7 @@ pub async fn serve_admin(listener: TcpListener, origin: Arc<Origin>) {
             async move {
                 let metrics = origin.metrics();
                 let a =
-                    cdn_tier::admin::answer(req.uri().path(), &metrics, || origin.ready()).await;
+                    cdn_observe::admin::answer(req.uri().path(), &metrics, || origin.ready()).await;
                 let resp = http::Response::builder()
                     .status(a.status)
                     .header(http::header::CONTENT_TYPE, a.content_type)

@@ -1,6 +1,7 @@
-//! Test harness: builds and starts the real `origin-adapter`, `shield` and `edge-pop`
-//! processes on free loopback ports with a config written for the test, and a real
-//! S3-compatible server (s3s-fs, signature-checking) in-process on `127.0.0.1:0`.
+//! Test harness: runs `origin-adapter`, `shield` and `edge-pop` wired together by a config
+//! written for the test, in-process or as the real binaries (`stack`), and a real
+//! S3-compatible server (s3s-fs, signature-checking) in-process. Everything listens on
+//! `127.0.0.1` port 0 and reports the port it got: nothing is bound to find a free port.
 //!
 //! Nothing here sleeps to synchronise: waits poll a condition with a deadline
 //! (`TESTKIT_PATIENCE_SECS` scales it for slow machines).
@@ -9,7 +10,7 @@ mod s3;
 pub mod stack;
 
 pub use s3::S3Server;
-pub use stack::{Backend, Stack, StackOptions, Tier};
+pub use stack::{Backend, Mode, Stack, StackOptions, Tier};
 
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
@@ -35,10 +36,35 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released for the process about to use it).
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
+/// An address on 127.0.0.1 where connections are refused, for as long as this value lives:
+/// its port is bound and never listened on, so nothing else can take it meanwhile.
+pub struct Refusing {
+    _socket: socket2::Socket,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Refusing {
+    pub fn new() -> Refusing {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        socket.bind(&any.into()).expect("bind 127.0.0.1:0");
+        let addr = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("a bound address");
+        Refusing {
+            _socket: socket,
+            addr,
+        }
+    }
+}
+
+impl Default for Refusing {
+    fn default() -> Self {
+        Refusing::new()
+    }
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -219,4 +245,9 @@ pub fn request_counts(
         }
     }
     counts
+}
+
+/// Requests a tier has answered so far (every `cache` result), by its live `/metrics`.
+pub fn answered(admin: std::net::SocketAddr) -> u64 {
+    request_counts(admin).values().sum()
 }

@@ -1,11 +1,19 @@
-//! The three real binaries as child processes, wired by a config file written for the test.
+//! An origin-adapter → shield → edge-pop chain (plus any extra edges), wired by config files
+//! written for the test, run in-process (the default: fast, for behaviour) or as real processes
+//! of the built binaries (for signals, crashes, logs and memory).
+//!
+//! Every member binds port 0 and the stack reads back the ports it got: in-process from the
+//! tier's value, from a process the one line it prints on stdout when it listens. Members
+//! start in order, each config naming the real addresses of those before it. A member started
+//! again (after `stop` or `restart`) comes back on the ports it had, so the tiers in front of
+//! it need no new config.
 
-use crate::{eventually, free_port, S3Server};
-use std::net::{SocketAddr, TcpStream};
+use crate::{eventually, S3Server};
+use cdn_config::{Config, Listen};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {
@@ -40,8 +48,18 @@ impl Backend {
     }
 }
 
+/// How the members run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Tiers as values inside the test process, each on threads of its own.
+    InProcess,
+    /// The real binaries as child processes, each logging to a file of its own.
+    Processes,
+}
+
 #[derive(Debug, Clone)]
 pub struct StackOptions {
+    pub mode: Mode,
     pub backend: Backend,
     /// `origin.timeout`.
     pub origin_timeout: &'static str,
@@ -58,6 +76,7 @@ pub struct StackOptions {
 impl StackOptions {
     pub fn new(backend: Backend) -> Self {
         StackOptions {
+            mode: Mode::InProcess,
             backend,
             origin_timeout: "5s",
             shield_origin: None,
@@ -67,9 +86,15 @@ impl StackOptions {
             log_format: "text",
         }
     }
+
+    /// The same stack as real processes.
+    pub fn processes(mut self) -> Self {
+        self.mode = Mode::Processes;
+        self
+    }
 }
 
-/// A running origin-adapter → shield → edge-pop chain (plus any extra edges).
+/// A running stack.
 pub struct Stack {
     dir: tempfile::TempDir,
     options: StackOptions,
@@ -80,94 +105,159 @@ pub struct Stack {
     pub origin_admin: SocketAddr,
     pub shield_admin: SocketAddr,
     pub edge_admin: SocketAddr,
-    extra_admins: Vec<(String, SocketAddr)>,
-    children: Vec<Process>,
+    members: Vec<Member>,
 }
 
-/// One running binary and how to start it again.
-struct Process {
+/// One member of the stack and how to start it again.
+struct Member {
     name: String,
     tier: Tier,
+    /// Its config, naming the ports it got, once it has started.
     config: PathBuf,
-    addr: SocketAddr,
-    child: Child,
+    listen: Listen,
+    running: Option<Running>,
+}
+
+enum Running {
+    Origin(origin_adapter::RunningAdapter),
+    Proxy(cdn_proxy::RunningTier),
+    Process(Child),
+}
+
+/// What a member's config says of the addresses around it; port 0 where not known yet.
+#[derive(Clone, Copy)]
+struct Wiring {
+    origin: Listen,
+    shield: Listen,
+    edge: Listen,
+    /// Where the shield sends its misses.
+    shield_upstream: SocketAddr,
+}
+
+fn any_port() -> Listen {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    Listen {
+        traffic: loopback,
+        admin: Some(loopback),
+    }
 }
 
 impl Stack {
     pub fn start(options: StackOptions) -> Stack {
-        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut stack = Stack {
             dir: tempfile::tempdir().expect("tempdir"),
             options,
-            origin: loopback(free_port()),
-            shield: loopback(free_port()),
-            edge: loopback(free_port()),
-            origin_admin: loopback(free_port()),
-            shield_admin: loopback(free_port()),
-            edge_admin: loopback(free_port()),
-            extra_admins: Vec::new(),
-            children: Vec::new(),
+            origin: unbound,
+            shield: unbound,
+            edge: unbound,
+            origin_admin: unbound,
+            shield_admin: unbound,
+            edge_admin: unbound,
+            members: Vec::new(),
         };
-        let config = stack.write_config("config.yaml", stack.edge, stack.edge_admin);
-        stack.spawn(Tier::Origin, &config, "origin", stack.origin);
-        stack.spawn(Tier::Shield, &config, "shield", stack.shield);
-        stack.spawn(Tier::Edge, &config, "edge", stack.edge);
+        let mut wiring = Wiring {
+            origin: any_port(),
+            shield: any_port(),
+            edge: any_port(),
+            shield_upstream: unbound,
+        };
+        wiring.origin = stack.add(Tier::Origin, "origin", wiring);
+        wiring.shield_upstream = stack.options.shield_origin.unwrap_or(wiring.origin.traffic);
+        wiring.shield = stack.add(Tier::Shield, "shield", wiring);
+        wiring.edge = stack.add(Tier::Edge, "edge", wiring);
+        let admin = |l: Listen| l.admin.expect("an admin listener");
+        (stack.origin, stack.origin_admin) = (wiring.origin.traffic, admin(wiring.origin));
+        (stack.shield, stack.shield_admin) = (wiring.shield.traffic, admin(wiring.shield));
+        (stack.edge, stack.edge_admin) = (wiring.edge.traffic, admin(wiring.edge));
         stack
     }
 
-    /// Starts one more edge-pop in front of the same shield, with an empty cache.
-    /// Starts one more edge-pop in front of the same shield, with an empty cache. Its process
-    /// is named `edge-<port>`; its admin listener is `admin_of(that name)`.
+    /// Starts one more edge-pop in front of the same shield, with an empty cache; returns its
+    /// traffic address. It is named `edge-2`, `edge-3`, …; its admin listener is
+    /// `admin_of(that name)`.
     pub fn start_edge(&mut self) -> SocketAddr {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let name = format!("edge-{}", addr.port());
-        let config = self.write_config(&format!("{name}.yaml"), addr, admin);
-        self.spawn(Tier::Edge, &config, &name, addr);
-        self.extra_admins.push((name, admin));
-        addr
+        let name = format!("edge-{}", self.members.len() - 1);
+        let wiring = Wiring {
+            origin: self.listen_of("origin"),
+            shield: self.listen_of("shield"),
+            edge: any_port(),
+            shield_upstream: self.options.shield_origin.unwrap_or(self.origin),
+        };
+        self.add(Tier::Edge, &name, wiring).traffic
     }
 
-    /// The admin listener of a process: "origin", "shield", "edge", or an extra edge's name.
+    /// The admin listener of a member: "origin", "shield", "edge", or an extra edge's name.
     pub fn admin_of(&self, name: &str) -> SocketAddr {
-        match name {
-            "origin" => self.origin_admin,
-            "shield" => self.shield_admin,
-            "edge" => self.edge_admin,
-            other => self
-                .extra_admins
-                .iter()
-                .find(|(n, _)| n == other)
-                .map(|(_, a)| *a)
-                .expect("known process"),
-        }
-    }
-
-    /// Kills a process (SIGKILL) and waits for it to exit; `start_again` brings it back.
-    pub fn stop(&mut self, name: &str) {
-        let index = self.index_of(name);
-        let _ = self.children[index].child.kill();
-        let _ = self.children[index].child.wait();
-    }
-
-    /// Starts a stopped process again with the same config and waits until it listens.
-    pub fn start_again(&mut self, name: &str) {
-        let index = self.index_of(name);
-        let (tier, config) = (
-            self.children[index].tier,
-            self.children[index].config.clone(),
-        );
-        self.children[index].child = self.launch(tier, &config, name);
-        self.wait_listening(index);
+        self.listen_of(name).admin.expect("an admin listener")
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.edge)
     }
 
-    /// The config file the stack runs with.
-    pub fn config_path(&self) -> PathBuf {
-        self.dir.path().join("config.yaml")
+    /// Stops a member: in-process at once, a process by SIGKILL. `start_again` brings it back.
+    pub fn stop(&mut self, name: &str) {
+        let member = self.member_mut(name);
+        match member.running.take() {
+            Some(Running::Origin(adapter)) => adapter.stop(),
+            Some(Running::Proxy(tier)) => tier.stop(),
+            Some(Running::Process(mut child)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            None => {}
+        }
+    }
+
+    /// Starts a stopped member again with the same config, on the same ports.
+    pub fn start_again(&mut self, name: &str) {
+        let index = self.index_of(name);
+        let (tier, config) = (self.members[index].tier, self.members[index].config.clone());
+        let (running, listen) = self.launch(tier, name, &config);
+        assert_eq!(
+            listen, self.members[index].listen,
+            "{name} came back elsewhere"
+        );
+        self.members[index].running = Some(running);
+    }
+
+    /// Stops a process with `signal` (e.g. "KILL", "INT", "TERM"), waits for it to exit, then
+    /// starts it again with the same config and waits until it listens.
+    pub fn restart(&mut self, name: &str, signal: &str) {
+        let pid = self.pid(name).to_string();
+        let status = Command::new("kill")
+            .args(["-s", signal, &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} {pid}");
+        let member = self.member_mut(name);
+        let Some(Running::Process(child)) = member.running.as_mut() else {
+            unreachable!("pid() checked it is a process")
+        };
+        eventually(&format!("{name} to exit after SIG{signal}"), || {
+            child.try_wait().ok().flatten()
+        });
+        member.running = None;
+        self.start_again(name);
+    }
+
+    /// The pid of a member run as a process.
+    pub fn pid(&self, name: &str) -> u32 {
+        match &self.members[self.index_of(name)].running {
+            Some(Running::Process(child)) => child.id(),
+            _ => panic!("{name} is not a running process: start the stack with `processes()`"),
+        }
+    }
+
+    /// What a process has logged so far.
+    pub fn log(&self, name: &str) -> String {
+        assert_eq!(
+            self.options.mode,
+            Mode::Processes,
+            "logs are kept for processes only: start the stack with `processes()`"
+        );
+        std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
     }
 
     /// Requests a process has written to its access log so far.
@@ -176,126 +266,6 @@ impl Stack {
             .lines()
             .filter(|l| l.contains(" access: request"))
             .count()
-    }
-
-    /// What a process has logged so far.
-    pub fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
-    }
-
-    fn write_config(&self, file: &str, edge: SocketAddr, edge_admin: SocketAddr) -> PathBuf {
-        let o = &self.options;
-        let backend = match &o.backend {
-            Backend::Local(root) => format!("    local:\n      root: {}\n", root.display()),
-            Backend::S3 { endpoint, bucket } => format!(
-                "    s3:\n      endpoint: {endpoint}\n      bucket: {bucket}\n      allow_http: true\n"
-            ),
-        };
-        let disk = |name: &str| match o.disk {
-            Some(size) => format!(
-                "    disk:\n      path: {}\n      size: {size}\n",
-                self.dir.path().join("cache").join(name).display()
-            ),
-            None => String::new(),
-        };
-        let text = format!(
-            "origin:\n  listen: {origin}\n  admin: {origin_admin}\n  timeout: {timeout}\n  backend:\n{backend}\
-             shield:\n  listen: {shield}\n  admin: {shield_admin}\n  origin: {shield_origin}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{shield_disk}\
-             edge:\n  listen: {edge}\n  admin: {edge_admin}\n  shields: [{shield}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
-             logging:\n  format: {log_format}\n\
-             routes:\n  - prefix: /private/\n    ttl: 1h\n    auth: true\n  - prefix: /short/\n    ttl: 1s\n  - prefix: /nocache/\n    ttl: 1h\n    cache: false\n  - prefix: /\n    ttl: 1h\n",
-            origin = self.origin,
-            log_format = o.log_format,
-            origin_admin = self.origin_admin,
-            shield_admin = self.shield_admin,
-            timeout = o.origin_timeout,
-            shield = self.shield,
-            shield_origin = o.shield_origin.unwrap_or(self.origin),
-            memory = o.memory,
-            max_object = o.max_object,
-            shield_disk = disk("shield"),
-            edge_disk = disk(&format!("edge-{}", edge.port())),
-        );
-        let path = self.dir.path().join(file);
-        std::fs::write(&path, text).expect("write config");
-        path
-    }
-
-    fn spawn(&mut self, tier: Tier, config: &Path, name: &str, addr: SocketAddr) {
-        let child = self.launch(tier, config, name);
-        self.children.push(Process {
-            name: name.to_owned(),
-            tier,
-            config: config.to_owned(),
-            addr,
-            child,
-        });
-        self.wait_listening(self.children.len() - 1);
-    }
-
-    fn launch(&self, tier: Tier, config: &Path, name: &str) -> Child {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("{name}.log")))
-            .expect("log file");
-        Command::new(binary(tier))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .env("AWS_ACCESS_KEY_ID", crate::s3::ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", crate::s3::SECRET_KEY)
-            .env_remove("AWS_SESSION_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", tier.binary()))
-    }
-
-    fn wait_listening(&mut self, index: usize) {
-        let (name, addr) = (self.children[index].name.clone(), self.children[index].addr);
-        eventually(&format!("{name} listening on {addr}"), || {
-            if let Ok(Some(status)) = self.children[index].child.try_wait() {
-                panic!(
-                    "{name} exited with {status} before listening:\n{}",
-                    self.log(&name)
-                );
-            }
-            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
-        });
-    }
-
-    fn index_of(&self, name: &str) -> usize {
-        self.children
-            .iter()
-            .position(|p| p.name == name)
-            .unwrap_or_else(|| panic!("no process {name}"))
-    }
-
-    pub fn pid(&self, name: &str) -> u32 {
-        self.children[self.index_of(name)].child.id()
-    }
-
-    /// Stops a process with `signal` (e.g. "KILL", "INT", "TERM"), waits for it to exit, then
-    /// starts it again with the same config and waits until it listens.
-    pub fn restart(&mut self, name: &str, signal: &str) {
-        let index = self.index_of(name);
-        let pid = self.children[index].child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-s", signal, &pid])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -s {signal} {pid}");
-        eventually(&format!("{name} to exit after SIG{signal}"), || {
-            self.children[index].child.try_wait().ok().flatten()
-        });
-        let (tier, config) = (
-            self.children[index].tier,
-            self.children[index].config.clone(),
-        );
-        self.children[index].child = self.launch(tier, &config, name);
-        self.wait_listening(index);
     }
 
     /// Peak resident memory of a running process, in bytes (VmHWM).
@@ -311,21 +281,186 @@ impl Stack {
         kib * 1024
     }
 
-    /// The disk cache folder of a proxy process ("shield", "edge", or an extra edge's name).
+    /// The disk cache folder of a proxy member ("shield", "edge", or an extra edge's name).
     pub fn cache_dir(&self, name: &str) -> PathBuf {
-        let folder = match name {
-            "shield" => "shield".to_owned(),
-            _ => format!("edge-{}", self.children[self.index_of(name)].addr.port()),
+        self.dir.path().join("cache").join(name)
+    }
+
+    /// Writes `name`'s config, starts it, and writes its config again with the ports it got,
+    /// for when it is started again.
+    fn add(&mut self, tier: Tier, name: &str, wiring: Wiring) -> Listen {
+        let config = self.dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&config, self.config_text(name, wiring)).expect("write config");
+        let (running, listen) = self.launch(tier, name, &config);
+        let mut bound = wiring;
+        match tier {
+            Tier::Origin => bound.origin = listen,
+            Tier::Shield => bound.shield = listen,
+            Tier::Edge => bound.edge = listen,
+        }
+        std::fs::write(&config, self.config_text(name, bound)).expect("write config");
+        self.members.push(Member {
+            name: name.to_owned(),
+            tier,
+            config,
+            listen,
+            running: Some(running),
+        });
+        listen
+    }
+
+    fn launch(&self, tier: Tier, name: &str, config: &Path) -> (Running, Listen) {
+        match self.options.mode {
+            Mode::InProcess => start_in_process(tier, config),
+            Mode::Processes => self.start_process(tier, name, config),
+        }
+    }
+
+    /// Starts the binary and waits for its "listening on" line.
+    fn start_process(&self, tier: Tier, name: &str, config: &Path) -> (Running, Listen) {
+        let log_path = self.log_path(name);
+        let logged_before = std::fs::read_to_string(&log_path).map_or(0, |l| l.len());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("log file");
+        let mut child = Command::new(binary(tier))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env("AWS_ACCESS_KEY_ID", crate::s3::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", crate::s3::SECRET_KEY)
+            .env_remove("AWS_SESSION_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", tier.binary()));
+        let announced = format!("{}: listening on ", tier.binary());
+        let listen = eventually(&format!("{name} to listen"), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "{name} exited with {status} before listening:\n{}",
+                    self.log(name)
+                );
+            }
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let line = log
+                .get(logged_before..)?
+                .lines()
+                .find_map(|l| l.strip_prefix(&announced))?;
+            Some(line.parse::<Listen>().expect("a listen line"))
+        });
+        (Running::Process(child), listen)
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+
+    fn config_text(&self, name: &str, w: Wiring) -> String {
+        let o = &self.options;
+        let backend = match &o.backend {
+            Backend::Local(root) => format!("    local:\n      root: {}\n", root.display()),
+            Backend::S3 { endpoint, bucket } => format!(
+                "    s3:\n      endpoint: {endpoint}\n      bucket: {bucket}\n      allow_http: true\n"
+            ),
         };
-        self.dir.path().join("cache").join(folder)
+        let disk = |name: &str| match o.disk {
+            Some(size) => format!(
+                "    disk:\n      path: {}\n      size: {size}\n",
+                self.cache_dir(name).display()
+            ),
+            None => String::new(),
+        };
+        let admin = |l: Listen| l.admin.expect("an admin listener");
+        // Only the edge being started reads the edge section: it names its own cache.
+        let edge_cache = if name.starts_with("edge") {
+            name
+        } else {
+            "edge"
+        };
+        format!(
+            "origin:\n  listen: {origin}\n  admin: {origin_admin}\n  timeout: {timeout}\n  backend:\n{backend}\
+             shield:\n  listen: {shield}\n  admin: {shield_admin}\n  origin: {shield_upstream}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{shield_disk}\
+             edge:\n  listen: {edge}\n  admin: {edge_admin}\n  shields: [{shield}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
+             logging:\n  format: {log_format}\n\
+             routes:\n  - prefix: /private/\n    ttl: 1h\n    auth: true\n  - prefix: /short/\n    ttl: 1s\n  - prefix: /nocache/\n    ttl: 1h\n    cache: false\n  - prefix: /\n    ttl: 1h\n",
+            origin = w.origin.traffic,
+            origin_admin = admin(w.origin),
+            timeout = o.origin_timeout,
+            shield = w.shield.traffic,
+            shield_admin = admin(w.shield),
+            shield_upstream = w.shield_upstream,
+            edge = w.edge.traffic,
+            edge_admin = admin(w.edge),
+            memory = o.memory,
+            max_object = o.max_object,
+            shield_disk = disk("shield"),
+            edge_disk = disk(edge_cache),
+            log_format = o.log_format,
+        )
+    }
+
+    fn listen_of(&self, name: &str) -> Listen {
+        self.members[self.index_of(name)].listen
+    }
+
+    fn index_of(&self, name: &str) -> usize {
+        self.members
+            .iter()
+            .position(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no member {name}"))
+    }
+
+    fn member_mut(&mut self, name: &str) -> &mut Member {
+        let index = self.index_of(name);
+        &mut self.members[index]
     }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        for p in &mut self.children {
-            let _ = p.child.kill();
-            let _ = p.child.wait();
+        // Front to back, so no tier outlives the one it sends to.
+        for name in self
+            .members
+            .iter()
+            .rev()
+            .map(|m| m.name.clone())
+            .collect::<Vec<_>>()
+        {
+            self.stop(&name);
+        }
+    }
+}
+
+/// Builds the tier from its config file and runs it on threads of its own.
+fn start_in_process(tier: Tier, config: &Path) -> (Running, Listen) {
+    let config = Config::load(config).unwrap_or_else(|e| panic!("{e}"));
+    match tier {
+        Tier::Origin => {
+            let credentials = origin_adapter::Credentials::Given {
+                access_key_id: crate::s3::ACCESS_KEY.into(),
+                secret_access_key: crate::s3::SECRET_KEY.into(),
+            };
+            let adapter =
+                origin_adapter::OriginAdapter::bind(&config.origin, &config.routes, &credentials)
+                    .unwrap_or_else(|e| panic!("origin-adapter: {e}"));
+            let running = adapter.spawn().expect("start the origin-adapter");
+            let listen = running.listen();
+            (Running::Origin(running), listen)
+        }
+        Tier::Shield | Tier::Edge => {
+            let built = match tier {
+                Tier::Shield => shield::build(&config),
+                _ => edge_pop::build(&config),
+            };
+            let running = built
+                .unwrap_or_else(|e| panic!("{}: {e}", tier.binary()))
+                .spawn();
+            let listen = running.listen();
+            (Running::Proxy(running), listen)
         }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use testkit::{eventually, get, request_counts, Backend, Stack, StackOptions};
+use testkit::{eventually, get, request_counts, Backend, Mode, Stack, StackOptions};
 
 fn stack_with(
     files: &[(&str, &str)],
@@ -56,9 +56,10 @@ fn timing_names(server_timing: &str) -> Vec<String> {
 
 #[test]
 fn a_scripted_sequence_moves_each_tiers_metrics_exactly() {
+    // Processes: each tier's access log is a file of its own.
     let (_root, mut stack) = stack_with(
         &[("obj.txt", "object"), ("short/s.txt", "short-lived")],
-        |_| {},
+        |o| o.mode = Mode::Processes,
     );
 
     // 1. Cold miss through all three tiers.
@@ -137,10 +138,7 @@ fn a_scripted_sequence_moves_each_tiers_metrics_exactly() {
             ("edge", "revalidated", 1),
         ]),
     );
-    expect_counts(
-        stack.admin_of(&format!("edge-{}", edge2.port())),
-        counts(&[("edge", "miss", 1)]),
-    );
+    expect_counts(stack.admin_of("edge-2"), counts(&[("edge", "miss", 1)]));
     expect_counts(
         stack.shield_admin,
         counts(&[
@@ -195,7 +193,10 @@ fn health_and_readiness_follow_the_upstream() {
 
 #[test]
 fn access_logs_can_be_json() {
-    let (_root, stack) = stack_with(&[("a.txt", "a")], |o| o.log_format = "json");
+    let (_root, stack) = stack_with(&[("a.txt", "a")], |o| {
+        o.log_format = "json";
+        o.mode = Mode::Processes;
+    });
     let reply = get(&stack.url("/a.txt"));
     let id = reply.header("x-request-id").unwrap().to_owned();
     let line = eventually("a JSON access-log line", || {

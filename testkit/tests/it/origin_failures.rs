@@ -1,7 +1,7 @@
 //! An origin that is down or silent gives 502/504 within the configured timeout, never a hang.
 
 use std::time::{Duration, Instant};
-use testkit::{free_port, get, Backend, Stack, StackOptions};
+use testkit::{get, Backend, Refusing, Stack, StackOptions};
 
 fn timed(url: &str) -> (u16, Duration) {
     let started = Instant::now();
@@ -11,7 +11,8 @@ fn timed(url: &str) -> (u16, Duration) {
 
 #[test]
 fn s3_endpoint_refusing_connections_is_502() {
-    let closed = format!("http://127.0.0.1:{}", free_port());
+    let refusing = Refusing::new();
+    let closed = format!("http://{}", refusing.addr);
     let mut options = StackOptions::new(Backend::S3 {
         endpoint: closed,
         bucket: "packages".into(),
@@ -50,7 +51,8 @@ fn silent_s3_endpoint_is_504_after_the_timeout() {
 fn unreachable_origin_adapter_is_502_at_the_edge() {
     let root = tempfile::tempdir().unwrap();
     let mut options = StackOptions::new(Backend::Local(root.path().to_owned()));
-    options.shield_origin = Some(([127, 0, 0, 1], free_port()).into());
+    let refusing = Refusing::new();
+    options.shield_origin = Some(refusing.addr);
     let stack = Stack::start(options);
     let started = Instant::now();
     let reply = get(&stack.url("/anything"));

@@ -18,7 +18,8 @@ fn local_stack(
     for (name, data) in files {
         std::fs::write(root.path().join(name), data).unwrap();
     }
-    let mut o = StackOptions::new(Backend::Local(root.path().to_owned()));
+    // Signals, crashes and memory are properties of processes.
+    let mut o = StackOptions::new(Backend::Local(root.path().to_owned())).processes();
     options(&mut o);
     (root, Stack::start(o))
 }
@@ -175,7 +176,7 @@ fn a_gib_object_streams_through_with_bounded_memory() {
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     };
-    let mut o = StackOptions::new(Backend::Local(root.path().to_owned()));
+    let mut o = StackOptions::new(Backend::Local(root.path().to_owned())).processes();
     o.memory = "64MiB";
     o.max_object = "1536MiB";
     o.disk = Some("3GiB");

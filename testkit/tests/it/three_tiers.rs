@@ -1,7 +1,7 @@
 //! Objects of 0 B to 64 MiB pass edge → shield → origin byte for byte; the second GET is an
 //! L1 hit; a fresh edge in front of a warm shield gets an L2 hit and the origin sees nothing.
 
-use testkit::{get, pattern, sha256_hex, Backend, S3Server, Stack, StackOptions};
+use testkit::{answered, get, pattern, sha256_hex, Backend, S3Server, Stack, StackOptions};
 
 const SIZES: [(&str, usize); 4] = [
     ("empty.bin", 0),
@@ -94,18 +94,9 @@ fn local_directory_origin() {
         std::fs::write(path, data).unwrap();
     }
     let mut stack = Stack::start(StackOptions::new(Backend::Local(root.path().to_owned())));
-    // The adapter logs each request it answers; count those lines.
-    let counter = {
-        let path = stack.config_path().with_file_name("origin.log");
-        move || {
-            Some(
-                std::fs::read_to_string(&path)
-                    .unwrap_or_default()
-                    .matches(" access: request")
-                    .count(),
-            )
-        }
-    };
+    // The adapter counts each request it answers.
+    let origin_admin = stack.origin_admin;
+    let counter = move || Some(answered(origin_admin) as usize);
     check_all_tiers(&mut stack, &counter);
     assert!(
         counter().unwrap() >= SIZES.len(),

@@ -1,0 +1,168 @@
+//! Lookups and checked reads. A small entry is read whole and every part checked before any
+//! byte is handed out; a large entry's header, meta and block table are checked at lookup and
+//! each body block as it is read, so a range reads only the blocks it covers. A failed check
+//! drops the index entry and counts it: the lookup is a miss (the caller refetches), or a read
+//! in mid-body an error (the response is aborted rather than carry a wrong byte).
+
+use super::format::{self, Header, Invalid, HEADER_LEN};
+use super::index::Loc;
+use super::segment::Segment;
+use super::DiskTier;
+use crate::meta::SerializedMeta;
+use bytes::Bytes;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// What a lookup found.
+pub enum Found {
+    /// The whole entry, checked.
+    Small { meta: SerializedMeta, body: Bytes },
+    /// Header, meta and block table checked; the body is read block by block.
+    Large {
+        meta: SerializedMeta,
+        body: LargeBody,
+    },
+}
+
+/// The body of a large entry, read on demand.
+#[derive(Clone)]
+pub struct LargeBody {
+    segment: Arc<Segment>,
+    key: [u8; 16],
+    body_offset: u64,
+    pub len: u64,
+    crcs: Arc<[u32]>,
+}
+
+/// A large entry's checked header, meta and block CRCs.
+pub(super) struct LargeParts {
+    pub header: Header,
+    pub meta: SerializedMeta,
+    pub crcs: Vec<u32>,
+}
+
+impl DiskTier {
+    /// Looks `key` up and checks what it finds. A broken entry is dropped, counted, and
+    /// reported as a miss.
+    pub fn lookup(&self, key: &[u8; 16]) -> Option<Found> {
+        let loc = self.index.get(key)?;
+        let Some(segment) = self.segments().get(loc.segment()) else {
+            // Its segment was evicted while the entry was being written.
+            self.index.remove(key, loc);
+            return None;
+        };
+        match self.read_entry(&segment, key, loc) {
+            Ok(found) => Some(found),
+            Err(Invalid::Empty) => None, // a fingerprint collision: someone else's entry
+            Err(Invalid::Corrupt(why)) => {
+                self.drop_corrupt(key, loc, why);
+                None
+            }
+        }
+    }
+
+    fn drop_corrupt(&self, key: &[u8; 16], loc: Loc, why: &'static str) {
+        tracing::warn!(?loc, why, "corrupt cache entry dropped");
+        self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
+        self.index.remove(key, loc);
+    }
+
+    fn read_entry(
+        &self,
+        segment: &Arc<Segment>,
+        key: &[u8; 16],
+        loc: Loc,
+    ) -> Result<Found, Invalid> {
+        let Loc::Small { offset, len, .. } = loc else {
+            let parts =
+                Self::large_parts(segment, Some(key), Invalid::Corrupt("entry cannot be read"))?;
+            return Ok(Found::Large {
+                meta: parts.meta,
+                body: LargeBody {
+                    segment: segment.clone(),
+                    key: *key,
+                    body_offset: parts.header.body_offset() as u64,
+                    len: parts.header.body_len,
+                    crcs: parts.crcs.into(),
+                },
+            });
+        };
+        let bytes = segment
+            .read(u64::from(offset), len as usize)
+            .map_err(|_| Invalid::Corrupt("entry cannot be read"))?;
+        let header = Header::decode(&bytes)?;
+        if &header.key != key {
+            return Err(Invalid::Empty);
+        }
+        if header.entry_len() != bytes.len() {
+            return Err(Invalid::Corrupt("entry length"));
+        }
+        let meta = owned(header.check_meta(&bytes[HEADER_LEN..header.body_offset()])?);
+        let crcs = header.check_table(&bytes[header.table_offset()..])?;
+        let body = &bytes[header.body_offset()..header.table_offset()];
+        for (block, crc) in body.chunks(format::BLOCK).zip(&crcs) {
+            format::check_block(block, *crc)?;
+        }
+        let body = Bytes::from(bytes).slice(header.body_offset()..header.table_offset());
+        Ok(Found::Small { meta, body })
+    }
+
+    /// Reads and checks a large segment's header, meta and block table. `on_io` is what a
+    /// failed read counts as; with `key`, an entry for another key is `Empty` before anything
+    /// else is read.
+    pub(super) fn large_parts(
+        segment: &Segment,
+        key: Option<&[u8; 16]>,
+        on_io: Invalid,
+    ) -> Result<LargeParts, Invalid> {
+        let read = |at: u64, len: usize| segment.read(at, len).map_err(|_| on_io);
+        let header = Header::decode(&read(0, HEADER_LEN)?)?;
+        if key.is_some_and(|k| k != &header.key) {
+            return Err(Invalid::Empty);
+        }
+        let meta = owned(header.check_meta(&read(HEADER_LEN as u64, header.meta_len())?)?);
+        let crcs = header.check_table(&read(header.table_offset() as u64, 4 * header.blocks())?)?;
+        Ok(LargeParts { header, meta, crcs })
+    }
+
+    /// Reads and checks the blocks from the one holding body offset `at`, up to `max` bytes
+    /// (whole blocks, at least one); returns them and the body offset they start at. A failed
+    /// check drops the entry and is an error.
+    pub fn read_blocks(&self, body: &LargeBody, at: u64, max: usize) -> io::Result<(Bytes, u64)> {
+        let block_size = format::BLOCK as u64;
+        let first = at / block_size;
+        let start = first * block_size;
+        let blocks = (max as u64 / block_size).max(1);
+        let end = (start + blocks * block_size).min(body.len);
+        let data = body
+            .segment
+            .read(body.body_offset + start, (end - start) as usize)?;
+        for (i, block) in data.chunks(format::BLOCK).enumerate() {
+            let crc = body
+                .crcs
+                .get(first as usize + i)
+                .copied()
+                .unwrap_or_default();
+            if format::check_block(block, crc).is_err() {
+                let loc = Loc::Large {
+                    segment: body.segment.id,
+                };
+                self.drop_corrupt(&body.key, loc, "body block checksum");
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "corrupt cache block",
+                ));
+            }
+        }
+        Ok((Bytes::from(data), start))
+    }
+}
+
+/// A checked meta, copied out of the bytes it was read with.
+fn owned((internal, header): (&[u8], &[u8])) -> SerializedMeta {
+    SerializedMeta {
+        internal: internal.to_vec(),
+        header: header.to_vec(),
+    }
+}

@@ -1,0 +1,84 @@
+//! A cache meta (pingora's `CacheMeta`: freshness times and the response header) kept both
+//! ways: serialized, as the disk stores it, and parsed, so a memory hit rebuilds it with one
+//! header copy instead of decoding MessagePack, a compressed header block and a header parse.
+
+use pingora_cache::CacheMeta;
+use pingora_error::Result;
+use pingora_http::ResponseHeader;
+use std::time::SystemTime;
+
+/// Meta as pingora serializes it: its internal part (times, flags) and its header block.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SerializedMeta {
+    pub internal: Vec<u8>,
+    pub header: Vec<u8>,
+}
+
+impl SerializedMeta {
+    /// Bytes of both parts.
+    pub fn size(&self) -> usize {
+        self.internal.len() + self.header.len()
+    }
+}
+
+/// The parts of a meta a hit needs, parsed once.
+#[derive(Clone, Debug)]
+struct Parsed {
+    fresh_until: SystemTime,
+    updated: SystemTime,
+    stale_while_revalidate: u32,
+    stale_if_error: u32,
+    header: ResponseHeader,
+}
+
+impl Parsed {
+    fn of(meta: &CacheMeta) -> Parsed {
+        Parsed {
+            fresh_until: meta.fresh_until(),
+            updated: meta.updated(),
+            stale_while_revalidate: meta.stale_while_revalidate_sec(),
+            stale_if_error: meta.stale_if_error_sec(),
+            header: meta.response_header_copy(),
+        }
+    }
+}
+
+/// A meta, serialized and parsed.
+#[derive(Clone, Debug)]
+pub struct Meta {
+    serialized: SerializedMeta,
+    parsed: Parsed,
+}
+
+impl Meta {
+    pub fn of(meta: &CacheMeta) -> Result<Meta> {
+        let (internal, header) = meta.serialize()?;
+        Ok(Meta {
+            serialized: SerializedMeta { internal, header },
+            parsed: Parsed::of(meta),
+        })
+    }
+
+    /// A meta read back from disk, and pingora's form of it.
+    pub fn parse(serialized: SerializedMeta) -> Result<(Meta, CacheMeta)> {
+        let meta = CacheMeta::deserialize(&serialized.internal, &serialized.header)?;
+        let parsed = Parsed::of(&meta);
+        Ok((Meta { serialized, parsed }, meta))
+    }
+
+    pub fn serialized(&self) -> &SerializedMeta {
+        &self.serialized
+    }
+
+    /// Pingora's form again. Its age counts from the last update, as the original's does.
+    pub fn cache_meta(&self) -> CacheMeta {
+        let p = &self.parsed;
+        CacheMeta::new(
+            p.fresh_until,
+            p.updated,
+            p.stale_while_revalidate,
+            p.stale_if_error,
+            p.header.clone(),
+        )
+    }
+}

@@ -1,0 +1,188 @@
+//! The storage engine through pingora-cache's `Storage` API: many readers and writers on
+//! overlapping keys at once, across the memory tier, small disk entries, large disk entries
+//! and unfinished fills; every body read is checked by sha256.
+
+use cdn_cache::{DiskTier, HybridStorage, MemoryTier};
+use pingora_cache::trace::Span;
+use pingora_cache::{CacheKey, CacheMeta, Storage};
+use pingora_http::ResponseHeader;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+const KEYS: usize = 24;
+
+fn size_of(key: usize) -> usize {
+    // From empty to past the 8 MiB small-entry limit of a 256 MiB disk tier.
+    [0, 1, 1000, 70_000, 300_000, 2 << 20, 12 << 20][key % 7]
+}
+
+fn body_of(key: usize) -> Vec<u8> {
+    (0..size_of(key))
+        .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8 ^ key as u8)
+        .collect()
+}
+
+fn meta_for(len: usize) -> CacheMeta {
+    let mut header = ResponseHeader::build(200, None).unwrap();
+    header
+        .insert_header("content-length", len.to_string())
+        .unwrap();
+    let now = SystemTime::now();
+    CacheMeta::new(now + Duration::from_secs(3600), now, 0, 0, header)
+}
+
+/// A storage of `memory` bytes in front of a disk tier of `disk` bytes in `dir`, opened now
+/// (its index rebuilt from what the folder holds), for the life of the test process.
+fn open(dir: &Path, memory: u64, max_object: u64, disk: u64) -> &'static HybridStorage {
+    let memory = MemoryTier::new(memory, max_object);
+    let disk = DiskTier::open(dir, disk).unwrap();
+    Box::leak(Box::new(HybridStorage::new(Some(memory), Some(disk))))
+}
+
+async fn read_all(hit: &mut pingora_cache::storage::HitHandler) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(chunk) = hit.read_body().await.expect("read body") {
+        out.extend_from_slice(&chunk);
+    }
+    out
+}
+
+async fn worker(
+    storage: &'static HybridStorage,
+    id: usize,
+    expected: &'static [String],
+) -> (usize, usize) {
+    let span = Span::inactive().handle();
+    let (mut hits, mut fills) = (0, 0);
+    for round in 0..12 {
+        let k = (id * 7 + round * 5) % KEYS;
+        let key = CacheKey::new(format!("/object/{k}"), "");
+        match storage.lookup(&key, &span).await.expect("lookup") {
+            Some((_meta, mut hit)) => {
+                let body = read_all(&mut hit).await;
+                let got: String = Sha256::digest(&body)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                assert_eq!(got, expected[k], "key {k} read by worker {id}");
+                hits += 1;
+            }
+            None => {
+                let body = body_of(k);
+                let mut miss = storage
+                    .get_miss_handler(&key, &meta_for(body.len()), &span)
+                    .await
+                    .expect("miss handler");
+                for chunk in body.chunks(64 * 1024) {
+                    miss.write_body(bytes::Bytes::copy_from_slice(chunk), false)
+                        .await
+                        .expect("write");
+                    tokio::task::yield_now().await;
+                }
+                miss.finish().await.expect("finish");
+                fills += 1;
+            }
+        }
+    }
+    (hits, fills)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overlapping_readers_and_writers_see_whole_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || open(dir.path(), 4 << 20, 64 << 20, 256 << 20);
+    let storage = open();
+    let expected: &'static [String] = Box::leak(
+        (0..KEYS)
+            .map(|k| {
+                Sha256::digest(body_of(k))
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            })
+            .collect(),
+    );
+    let tasks: Vec<_> = (0..32)
+        .map(|id| tokio::spawn(worker(storage, id, expected)))
+        .collect();
+    let (mut hits, mut fills) = (0, 0);
+    for t in tasks {
+        let (h, f) = t.await.expect("worker");
+        hits += h;
+        fills += f;
+    }
+    assert!(hits > 0 && fills >= KEYS, "hits {hits}, fills {fills}");
+    let usage = storage.usage();
+    let disk = usage.disk.expect("disk usage");
+    assert!(disk.objects >= KEYS - 1, "{usage:?}");
+    assert_eq!(disk.corrupt, 0);
+    assert!(usage.memory_objects > 0, "{usage:?}");
+
+    // A second engine opened on the same folder (as after a restart) rebuilds its index from
+    // what the first wrote and serves every key from disk.
+    let reopened = open();
+    let span = Span::inactive().handle();
+    for k in 0..KEYS {
+        let key = CacheKey::new(format!("/object/{k}"), "");
+        let (_meta, mut hit) = reopened
+            .lookup(&key, &span)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("key {k} after reopen"));
+        assert_eq!(read_all(&mut hit).await, body_of(k), "key {k} after reopen");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_hit_is_promoted_to_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || open(dir.path(), 16 << 20, 8 << 20, 64 << 20);
+    let span = Span::inactive().handle();
+    let key = CacheKey::new("/promoted", "");
+    let body = body_of(4);
+    {
+        let first = open();
+        let mut miss = first
+            .get_miss_handler(&key, &meta_for(body.len()), &span)
+            .await
+            .unwrap();
+        miss.write_body(bytes::Bytes::from(body.clone()), true)
+            .await
+            .unwrap();
+        miss.finish().await.unwrap();
+    }
+    // A fresh engine on the same folder: empty memory tier, the object on disk.
+    let engine = open();
+    assert_eq!(engine.usage().memory_objects, 0);
+    let (_meta, mut hit) = engine.lookup(&key, &span).await.unwrap().expect("disk hit");
+    assert_eq!(read_all(&mut hit).await, body);
+    assert_eq!(
+        engine.usage().memory_objects,
+        1,
+        "the disk hit now sits in memory too"
+    );
+}
+
+/// Regression: a refetch that goes to disk as a large entry must not stay hidden behind the
+/// older, smaller copy in the memory tier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_large_copy_replaces_an_older_one_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || open(dir.path(), 64 << 20, 32 << 20, 64 << 20);
+    let engine = open();
+    let span = Span::inactive().handle();
+    let key = CacheKey::new("/grows", "");
+    for body in [vec![1u8; 1000], vec![2u8; 6 << 20]] {
+        let mut miss = engine
+            .get_miss_handler(&key, &meta_for(body.len()), &span)
+            .await
+            .unwrap();
+        miss.write_body(bytes::Bytes::from(body.clone()), true)
+            .await
+            .unwrap();
+        miss.finish().await.unwrap();
+        let (_meta, mut hit) = engine.lookup(&key, &span).await.unwrap().expect("hit");
+        assert_eq!(read_all(&mut hit).await, body);
+    }
+}

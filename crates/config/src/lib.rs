@@ -1,0 +1,224 @@
+//! The one configuration file every tier reads (`config.yaml`): loading, validation, the
+//! domain types the tiers use, and the command line every binary shares.
+//!
+//! Reading happens in two stages: `raw` is the file as serde sees it (unknown fields rejected,
+//! values such as sizes and durations parsed where they stand, so serde_yaml can say where a bad
+//! one is); `validate` then checks what spans fields and builds the types below.
+//!
+//! This crate is the only one that knows YAML or serde; the types it hands out carry neither.
+//! It knows nothing of HTTP, caching or metrics.
+
+pub mod cli;
+mod error;
+mod raw;
+mod units;
+mod validate;
+
+pub use error::ConfigError;
+pub use raw::LogFormat;
+pub use units::ByteSize;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Every tier's settings, validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file this was read from.
+    pub source: PathBuf,
+    pub origin: OriginConfig,
+    pub shield: ProxyConfig,
+    pub edge: ProxyConfig,
+    pub routes: Routes,
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Debug)]
+pub struct OriginConfig {
+    pub listen: Listen,
+    pub backend: Backend,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// A directory, already made absolute against the config file's folder.
+    Local {
+        root: PathBuf,
+    },
+    S3(S3Backend),
+}
+
+/// An S3-compatible bucket. Credentials are not here: they come from the environment.
+#[derive(Clone, Debug)]
+pub struct S3Backend {
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: String,
+    pub path_style: bool,
+    pub allow_http: bool,
+    pub prefix: String,
+}
+
+/// Where a tier listens: its traffic, and its admin listener (`/metrics`, `/healthz`,
+/// `/readyz`) if any. Port 0 means any free port; a started tier reports the ports it got in
+/// the same type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen {
+    pub traffic: SocketAddr,
+    pub admin: Option<SocketAddr>,
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.traffic)?;
+        match self.admin {
+            Some(admin) => write!(f, ", admin {admin}"),
+            None => write!(f, ", no admin"),
+        }
+    }
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    /// Reads back what `Display` writes (`127.0.0.1:8080, admin 127.0.0.1:9180`).
+    fn from_str(s: &str) -> Result<Listen, String> {
+        let bad = || format!("not a listen line: {s:?}");
+        let (traffic, admin) = s.split_once(", ").ok_or_else(bad)?;
+        let traffic = traffic.trim().parse().map_err(|_| bad())?;
+        let admin = match admin.trim() {
+            "no admin" => None,
+            other => Some(
+                other
+                    .strip_prefix("admin ")
+                    .and_then(|a| a.parse().ok())
+                    .ok_or_else(bad)?,
+            ),
+        };
+        Ok(Listen { traffic, admin })
+    }
+}
+
+/// Settings of one caching proxy tier (the shield or the edge).
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    pub listen: Listen,
+    /// Keep a request id the client sent (edge only; a shield always keeps its edge's).
+    pub trust_request_id: bool,
+    /// Where misses go, in order of preference.
+    pub upstreams: Vec<SocketAddr>,
+    pub cache: CacheConfig,
+    pub connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub threads: usize,
+    pub grace_period: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    pub memory_bytes: u64,
+    pub max_object_bytes: u64,
+    pub disk: Option<DiskConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DiskConfig {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+}
+
+/// What a route says about the objects under its prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutePolicy {
+    pub ttl: Duration,
+    pub cacheable: bool,
+    pub auth_required: bool,
+    /// Served past freshness for this long when the upstream fails.
+    pub stale_if_error: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub prefix: String,
+    pub policy: RoutePolicy,
+}
+
+/// Routes, longest prefix first, so the first match is the most specific.
+#[derive(Clone, Debug)]
+pub struct Routes(Vec<Route>);
+
+impl Routes {
+    /// The policy for a request path, or `None` when no route covers it.
+    pub fn policy(&self, path: &str) -> Option<&RoutePolicy> {
+        self.0
+            .iter()
+            .find(|r| path.starts_with(r.prefix.as_str()))
+            .map(|r| &r.policy)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            position: None,
+            field: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates `text` as if read from `path` (relative paths in it resolve against its folder).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let file: raw::File =
+            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
+                .map_err(|e| error::from_yaml(path, text, e))?;
+        validate::validate(path, text, file)
+    }
+
+    /// One line saying what this config starts, for `--check`.
+    pub fn summary(&self) -> String {
+        let backend = match &self.origin.backend {
+            Backend::Local { root } => format!("local {}", root.display()),
+            Backend::S3(s3) => format!(
+                "s3 bucket {} at {}",
+                s3.bucket,
+                s3.endpoint.as_deref().unwrap_or("AWS")
+            ),
+        };
+        format!(
+            "{}: ok: origin-adapter {} ({backend}); shield {} -> {}, memory {}; edge {} -> {} shield(s), memory {}; {} route(s); admin: origin {}, shield {}, edge {}",
+            self.source.display(),
+            self.origin.listen.traffic,
+            self.shield.listen.traffic,
+            self.origin.listen.traffic,
+            ByteSize(self.shield.cache.memory_bytes),
+            self.edge.listen.traffic,
+            self.edge.upstreams.len(),
+            ByteSize(self.edge.cache.memory_bytes),
+            self.routes.len(),
+            admin(self.origin.listen.admin),
+            admin(self.shield.listen.admin),
+            admin(self.edge.listen.admin),
+        )
+    }
+}
+
+fn admin(listen: Option<SocketAddr>) -> String {
+    listen.map_or_else(|| "none".to_owned(), |a| a.to_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+//! Config loading: the shipped file loads, and each kind of mistake names line and field.
+
+use super::*;
+use crate::error::locate;
+use std::path::Path;
+
+const GOOD: &str = "\
+origin:
+  listen: 127.0.0.1:9000
+  backend:
+    local:
+      root: sample
+shield:
+  listen: 127.0.0.1:8081
+  origin: 127.0.0.1:9000
+  cache:
+    memory: 64MiB
+edge:
+  listen: 127.0.0.1:8080
+  shields: [127.0.0.1:8081]
+  cache:
+    memory: 64MiB
+    max_object: 8MiB
+routes:
+  - prefix: /npm/
+    ttl: 5m
+  - prefix: /
+    ttl: 1h
+    auth: true
+";
+
+/// Replaces `from` with `to` in the good config, loads it, and checks the error's
+/// line, field and message.
+fn check(from: &str, to: &str, line: usize, field: &str, message: &str) {
+    assert!(GOOD.contains(from), "{from:?} not in the base config");
+    let text = GOOD.replacen(from, to, 1);
+    let err = Config::parse(Path::new("/etc/cdn/config.yaml"), &text).unwrap_err();
+    let shown = err.to_string();
+    assert_eq!(err.position.map(|p| p.0), Some(line), "line of: {shown}");
+    assert_eq!(err.field.as_deref(), Some(field), "field of: {shown}");
+    assert!(err.message.contains(message), "message of: {shown}");
+    assert!(shown.starts_with("/etc/cdn/config.yaml:"), "{shown}");
+}
+
+#[test]
+fn good_config_loads() {
+    let c = Config::parse(Path::new("/etc/cdn/config.yaml"), GOOD).unwrap();
+    assert!(
+        matches!(&c.origin.backend, Backend::Local { root } if root == Path::new("/etc/cdn/sample"))
+    );
+    assert_eq!(c.edge.upstreams, vec!["127.0.0.1:8081".parse().unwrap()]);
+    assert_eq!(c.edge.cache.max_object_bytes, 8 << 20);
+    assert_eq!(
+        c.shield.cache.max_object_bytes,
+        64 << 20,
+        "max_object defaults, capped by memory"
+    );
+    assert!(c
+        .routes
+        .policy("/npm/left-pad")
+        .is_some_and(|p| !p.auth_required));
+    assert!(c.routes.policy("/other").is_some_and(|p| p.auth_required));
+    assert!(c.summary().contains("2 route(s)"));
+}
+
+#[test]
+fn shipped_config_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.yaml");
+    let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.routes.policy("/").is_some());
+}
+
+#[test]
+fn bad_values_name_line_and_field() {
+    check(
+        "memory: 64MiB\nedge",
+        "memory: 64XB\nedge",
+        10,
+        "shield.cache.memory",
+        "invalid size unit",
+    );
+    check(
+        "ttl: 5m",
+        "ttl: soon",
+        19,
+        "routes[0].ttl",
+        "invalid duration",
+    );
+    check(
+        "listen: 127.0.0.1:8080",
+        "listen: localhost",
+        12,
+        "edge.listen",
+        "invalid socket address",
+    );
+    check(
+        "  - prefix: /\n",
+        "  - prefix: nope\n",
+        20,
+        "routes[1].prefix",
+        "must start with '/'",
+    );
+    check(
+        "    max_object: 8MiB",
+        "    max_objekt: 8MiB",
+        16,
+        "edge.cache.max_objekt",
+        "unknown field `max_objekt`",
+    );
+    check(
+        "  origin: 127.0.0.1:9000\n",
+        "  origin: 127.0.0.1:9000\n  secret_key: x\n",
+        9,
+        "shield.secret_key",
+        "unknown field `secret_key`",
+    );
+}
+
+#[test]
+fn cross_field_mistakes_name_line_and_field() {
+    check(
+        "max_object: 8MiB",
+        "max_object: 1GiB",
+        16,
+        "edge.cache.max_object",
+        "larger than the memory tier",
+    );
+    check(
+        "shields: [127.0.0.1:8081]",
+        "shields: []",
+        13,
+        "edge.shields",
+        "at least one shield",
+    );
+    check(
+        "listen: 127.0.0.1:8080",
+        "listen: 127.0.0.1:8081",
+        12,
+        "edge.listen",
+        "already used by `shield.listen`",
+    );
+    check(
+        "  - prefix: /\n",
+        "  - prefix: /npm/\n",
+        20,
+        "routes[1].prefix",
+        "listed twice",
+    );
+    check(
+        "    local:\n      root: sample",
+        "    s3:\n      bucket: b\n      endpoint: http://127.0.0.1:1",
+        6,
+        "origin.backend.s3.endpoint",
+        "allow_http",
+    );
+}
+
+#[test]
+fn locate_finds_nested_and_listed_fields() {
+    assert_eq!(locate(GOOD, "edge.cache.memory"), Some((15, 5)));
+    assert_eq!(locate(GOOD, "routes[1].ttl"), Some((21, 5)));
+    assert_eq!(locate(GOOD, "routes[1]"), Some((20, 3)));
+    assert_eq!(locate(GOOD, "edge.nothing"), None);
+}
+
+#[test]
+fn listen_lines_read_back() {
+    for line in [
+        "127.0.0.1:8080, admin 127.0.0.1:9180",
+        "[::1]:443, no admin",
+    ] {
+        let listen: Listen = line.parse().unwrap();
+        assert_eq!(listen.to_string(), line);
+    }
+    assert!("127.0.0.1:8080".parse::<Listen>().is_err());
+    assert!("127.0.0.1:8080, admin nowhere".parse::<Listen>().is_err());
+}

@@ -1,0 +1,216 @@
+//! The second stage of loading: what spans fields is checked, relative paths are resolved, and
+//! the file as serde read it becomes the domain types the tiers use.
+
+use crate::error::{locate, ConfigError};
+use crate::units::ByteSize;
+use crate::{
+    raw, Backend, CacheConfig, Config, DiskConfig, Listen, OriginConfig, ProxyConfig, Route,
+    RoutePolicy, Routes, S3Backend,
+};
+use std::path::Path;
+
+/// Largest cached object when the config does not say.
+const DEFAULT_MAX_OBJECT: u64 = 128 << 20;
+/// Smallest disk tier: eight segments of the smallest size.
+const MIN_DISK: u64 = 8 << 20;
+
+pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Config, ConfigError> {
+    let fail = |field: &str, message: String| ConfigError {
+        file: path.to_owned(),
+        position: locate(text, field),
+        field: Some(field.to_owned()),
+        message,
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let absolute = |p: &Path| {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            base.join(p)
+        }
+    };
+
+    let backend = match file.origin.backend {
+        raw::Backend::Local { root } => Backend::Local {
+            root: absolute(&root),
+        },
+        raw::Backend::S3(s3) => {
+            if s3.bucket.is_empty() {
+                return Err(fail("origin.backend.s3.bucket", "must not be empty".into()));
+            }
+            if let Some(endpoint) = &s3.endpoint {
+                let http = endpoint.starts_with("http://");
+                if !http && !endpoint.starts_with("https://") {
+                    return Err(fail(
+                        "origin.backend.s3.endpoint",
+                        format!("{endpoint:?} must start with http:// or https://"),
+                    ));
+                }
+                if http && !s3.allow_http {
+                    return Err(fail(
+                        "origin.backend.s3.endpoint",
+                        "a plain http:// endpoint needs `allow_http: true`".into(),
+                    ));
+                }
+            }
+            Backend::S3(S3Backend {
+                endpoint: s3.endpoint,
+                bucket: s3.bucket,
+                region: s3.region,
+                path_style: s3.path_style,
+                allow_http: s3.allow_http,
+                prefix: s3.prefix.trim_matches('/').to_owned(),
+            })
+        }
+    };
+    if file.origin.timeout.0.is_zero() {
+        return Err(fail("origin.timeout", "must be more than zero".into()));
+    }
+    let origin = OriginConfig {
+        listen: Listen {
+            traffic: file.origin.listen,
+            admin: file.origin.admin,
+        },
+        backend,
+        timeout: file.origin.timeout.0,
+    };
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cache = |tier: &str, c: raw::Cache| -> Result<CacheConfig, ConfigError> {
+        let disk = c.disk.map(|d| DiskConfig {
+            path: absolute(&d.path),
+            size_bytes: d.size.0,
+        });
+        if c.memory.0 == 0 && disk.is_none() {
+            return Err(fail(
+                &format!("{tier}.cache.memory"),
+                "is 0 and no disk tier is configured: nothing would be cached".into(),
+            ));
+        }
+        if let Some(d) = &disk {
+            if d.size_bytes < MIN_DISK {
+                return Err(fail(
+                    &format!("{tier}.cache.disk.size"),
+                    format!("must be at least {}", ByteSize(MIN_DISK)),
+                ));
+            }
+        }
+        // The largest object must fit the tier that will hold it: half the disk, or the memory.
+        let room = disk.as_ref().map_or(c.memory.0, |d| d.size_bytes / 2);
+        let max_object = c
+            .max_object
+            .unwrap_or(ByteSize(DEFAULT_MAX_OBJECT.min(room)));
+        if max_object.0 > room {
+            let holder = if disk.is_some() {
+                "half the disk tier"
+            } else {
+                "the memory tier"
+            };
+            return Err(fail(
+                &format!("{tier}.cache.max_object"),
+                format!("{max_object} is larger than {holder} ({})", ByteSize(room)),
+            ));
+        }
+        Ok(CacheConfig {
+            memory_bytes: c.memory.0,
+            max_object_bytes: max_object.0,
+            disk,
+        })
+    };
+    let threads = |tier: &str, t: Option<usize>| match t {
+        Some(0) => Err(fail(
+            &format!("{tier}.threads"),
+            "must be at least 1".into(),
+        )),
+        Some(n) => Ok(n),
+        None => Ok(cores),
+    };
+
+    let s = file.shield;
+    let shield = ProxyConfig {
+        listen: Listen {
+            traffic: s.listen,
+            admin: s.admin,
+        },
+        trust_request_id: true,
+        upstreams: vec![s.origin],
+        cache: cache("shield", s.cache)?,
+        connect_timeout: s.connect_timeout.0,
+        upstream_timeout: s.upstream_timeout.0,
+        threads: threads("shield", s.threads)?,
+        grace_period: s.grace_period.0,
+    };
+    let e = file.edge;
+    if e.shields.is_empty() {
+        return Err(fail("edge.shields", "list at least one shield".into()));
+    }
+    let edge = ProxyConfig {
+        listen: Listen {
+            traffic: e.listen,
+            admin: e.admin,
+        },
+        trust_request_id: e.trust_request_id,
+        upstreams: e.shields,
+        cache: cache("edge", e.cache)?,
+        connect_timeout: e.connect_timeout.0,
+        upstream_timeout: e.upstream_timeout.0,
+        threads: threads("edge", e.threads)?,
+        grace_period: e.grace_period.0,
+    };
+
+    let mut listeners = vec![
+        ("origin.listen", origin.listen.traffic),
+        ("shield.listen", shield.listen.traffic),
+        ("edge.listen", edge.listen.traffic),
+    ];
+    for (field, admin) in [
+        ("origin.admin", origin.listen.admin),
+        ("shield.admin", shield.listen.admin),
+        ("edge.admin", edge.listen.admin),
+    ] {
+        listeners.extend(admin.map(|a| (field, a)));
+    }
+    for (i, (field, addr)) in listeners.iter().enumerate() {
+        if addr.port() == 0 {
+            continue;
+        }
+        if let Some((other, _)) = listeners[..i].iter().find(|(_, a)| a == addr) {
+            return Err(fail(field, format!("{addr} is already used by `{other}`")));
+        }
+    }
+
+    if file.routes.is_empty() {
+        return Err(fail(
+            "routes",
+            "list at least one route (`prefix: /` covers everything)".into(),
+        ));
+    }
+    let mut routes: Vec<Route> = Vec::with_capacity(file.routes.len());
+    for (i, r) in file.routes.into_iter().enumerate() {
+        if routes.iter().any(|seen| seen.prefix == r.prefix.0) {
+            return Err(fail(
+                &format!("routes[{i}].prefix"),
+                format!("{:?} is listed twice", r.prefix.0),
+            ));
+        }
+        routes.push(Route {
+            prefix: r.prefix.0,
+            policy: RoutePolicy {
+                ttl: r.ttl.0,
+                cacheable: r.cache,
+                auth_required: r.auth,
+                stale_if_error: r.stale_if_error.0,
+            },
+        });
+    }
+    routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+
+    Ok(Config {
+        source: path.to_owned(),
+        origin,
+        shield,
+        edge,
+        routes: Routes(routes),
+        log_format: file.logging.format,
+    })
+}

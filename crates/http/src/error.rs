@@ -1,0 +1,163 @@
+//! The one place a failure becomes a client response: each kind's status code, its body (a short
+//! fixed text: details go to the log, never to the client) and the headers it needs sit here.
+//! Every tier answers its own errors through this type.
+
+/// What caused a failure below the tier, kept for the log.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a tier answers a request with an error of its own instead of the object.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The request cannot be served as sent: a path that could escape the tree or name two
+    /// objects, or a request the HTTP layer could not read.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("no route covers this path")]
+    NoRoute,
+    #[error("object not found")]
+    NotFound,
+    /// The route needs credentials the request does not carry.
+    #[error("credentials required")]
+    Unauthorized,
+    #[error("range not satisfiable for an object of {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    /// The upstream (the next tier, or the origin's storage) did not answer in time.
+    #[error("upstream did not answer in time")]
+    UpstreamTimeout,
+    /// The upstream could not be reached or failed.
+    #[error("upstream failed: {0}")]
+    Upstream(#[source] Cause),
+    /// This tier failed on its own.
+    #[error("internal error: {0}")]
+    Internal(#[source] Cause),
+}
+
+impl HttpError {
+    pub fn status(&self) -> u16 {
+        match self {
+            HttpError::BadRequest(_) => 400,
+            HttpError::Unauthorized => 401,
+            HttpError::NoRoute | HttpError::NotFound => 404,
+            HttpError::MethodNotAllowed => 405,
+            HttpError::RangeNotSatisfiable { .. } => 416,
+            HttpError::Internal(_) => 500,
+            HttpError::Upstream(_) => 502,
+            HttpError::UpstreamTimeout => 504,
+        }
+    }
+
+    /// The body the client sees. Only a bad request says what was wrong with it; no other
+    /// failure's detail leaves the tier.
+    pub fn body(&self) -> String {
+        let text = match self {
+            HttpError::BadRequest(why) => return format!("bad request: {why}\n"),
+            HttpError::MethodNotAllowed => "method not allowed",
+            HttpError::NoRoute | HttpError::NotFound => "not found",
+            HttpError::Unauthorized => "a token is required for this path",
+            HttpError::RangeNotSatisfiable { .. } => "range not satisfiable",
+            HttpError::UpstreamTimeout => "upstream timed out",
+            HttpError::Upstream(_) => "upstream unavailable",
+            HttpError::Internal(_) => "internal error",
+        };
+        format!("{text}\n")
+    }
+
+    /// The headers of the error response, but its length: a plain-text body no cache may store,
+    /// and what the status needs beside it (RFC 9110: `Allow` with a 405, `Content-Range` with a
+    /// 416, `WWW-Authenticate` with a 401).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![
+            ("content-type", "text/plain; charset=utf-8".to_owned()),
+            ("cache-control", "no-store".to_owned()),
+        ];
+        match self {
+            HttpError::MethodNotAllowed => headers.push(("allow", "GET, HEAD".to_owned())),
+            HttpError::Unauthorized => headers.push(("www-authenticate", "Bearer".to_owned())),
+            HttpError::RangeNotSatisfiable { size } => {
+                headers.push(("content-range", format!("bytes */{size}")))
+            }
+            _ => {}
+        }
+        headers
+    }
+
+    /// Whether this is the server side's fault (worth a warning in the log).
+    pub fn is_server_error(&self) -> bool {
+        self.status() >= 500
+    }
+
+    /// An upstream failure with a cause known only as text.
+    pub fn upstream(cause: impl Into<String>) -> HttpError {
+        HttpError::Upstream(cause.into().into())
+    }
+
+    /// An internal failure with a cause known only as text.
+    pub fn internal(cause: impl Into<String>) -> HttpError {
+        HttpError::Internal(cause.into().into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_body_and_headers_go_together() {
+        let cases: [(HttpError, u16, &str); 9] = [
+            (
+                HttpError::BadRequest("dot segment in path"),
+                400,
+                "bad request: dot segment in path\n",
+            ),
+            (
+                HttpError::Unauthorized,
+                401,
+                "a token is required for this path\n",
+            ),
+            (HttpError::NoRoute, 404, "not found\n"),
+            (HttpError::NotFound, 404, "not found\n"),
+            (HttpError::MethodNotAllowed, 405, "method not allowed\n"),
+            (
+                HttpError::RangeNotSatisfiable { size: 10 },
+                416,
+                "range not satisfiable\n",
+            ),
+            (HttpError::internal("disk"), 500, "internal error\n"),
+            (
+                HttpError::upstream("refused"),
+                502,
+                "upstream unavailable\n",
+            ),
+            (HttpError::UpstreamTimeout, 504, "upstream timed out\n"),
+        ];
+        for (e, status, body) in cases {
+            assert_eq!((e.status(), e.body().as_str()), (status, body), "{e}");
+        }
+        let extra = |e: HttpError| e.headers().split_off(2);
+        assert_eq!(
+            extra(HttpError::RangeNotSatisfiable { size: 10 }),
+            [("content-range", "bytes */10".to_owned())]
+        );
+        assert_eq!(
+            extra(HttpError::MethodNotAllowed),
+            [("allow", "GET, HEAD".to_owned())]
+        );
+        assert!(extra(HttpError::NotFound).is_empty());
+        assert!(HttpError::NotFound
+            .headers()
+            .contains(&("cache-control", "no-store".to_owned())));
+    }
+
+    #[test]
+    fn no_cause_reaches_the_body() {
+        let e = HttpError::upstream("connect to 10.0.0.7:9000 refused");
+        assert!(
+            e.to_string().contains("10.0.0.7"),
+            "the log keeps the cause"
+        );
+        assert!(!e.body().contains("10.0.0.7"), "the client never sees it");
+    }
+}

@@ -1,0 +1,13 @@
+//! What every tier — edge-pop, shield and origin-adapter — decides the same way about a request
+//! over HTTP: which object key a request path names (`path`), and how a request the tier will
+//! not or cannot serve is answered (`error`: one type, its status code, a fixed short body and
+//! the headers that go with it).
+//!
+//! This crate knows no server, no cache and no storage: it is pure functions over request
+//! parts, so every tier, whatever HTTP library it is built on, gives the same answer.
+
+pub mod error;
+pub mod path;
+
+pub use error::{Cause, HttpError};
+pub use path::{object_key, BadPath};

@@ -1,0 +1,56 @@
+//! The caching proxy both `edge-pop` and `shield` run, on Pingora, and the tier as a value:
+//! `ProxyTier::build` opens its cache and binds its listeners (port 0 allowed), `listen` says
+//! where, and it then runs as a process (until a signal) or in-process (until stopped).
+//!
+//! `impl ProxyHttp` (`phases`) only dispatches each Pingora phase to the module that owns the
+//! decision:
+//!
+//! | phase | module |
+//! |---|---|
+//! | `request_filter` | `admission` (method, path, route, then the tier's own `Gate`); request id |
+//! | `request_cache_filter`, `cache_key_callback` | `phases`: route says cacheable → storage + lock |
+//! | `upstream_peer`, `fail_to_connect` | `upstream` (next peer in order on connect failure) |
+//! | `response_cache_filter` | `cacheability` (RFC 9111 + route TTL + upstream Age + stale-if-error) |
+//! | `upstream_response_filter`, `response_filter` | `outcome` (what the cache did), `respond` (headers via `cdn_observe::decorate`) |
+//! | `fail_to_proxy` | `respond` (the error's status and body, from `cdn_http::HttpError`) |
+//! | `logging` | `outcome`, then `cdn_observe::access` (metrics and one access-log line) |
+//!
+//! What only one tier does is not here: a binary hands its `Gate` in (the edge's auth).
+//! This crate never talks to object storage: its upstream is HTTP.
+
+mod admin;
+mod admission;
+mod cacheability;
+mod outcome;
+mod phases;
+mod respond;
+mod storage;
+mod tier;
+mod upstream;
+
+pub use admission::{Gate, Open};
+pub use tier::{ProxyTier, RunningTier, StartError};
+
+/// What a gate sees of a request, and what it refuses with.
+pub use cdn_http::HttpError;
+pub use cdn_observe::Tier;
+pub use pingora::http::RequestHeader;
+
+use cdn_config::Config;
+
+/// The whole of a proxy binary's `main`: the command line and config (exit 2 when bad), logs,
+/// the tier built by `build` (exit 1 when it cannot start), one line on stdout saying where it
+/// listens, then serving until a stop signal.
+pub fn main(tier: Tier, build: fn(&Config) -> Result<ProxyTier, StartError>) {
+    let config = cdn_config::cli::load_config(tier.name());
+    cdn_observe::logging::init(config.log_format);
+    let built = match build(&config) {
+        Ok(built) => built,
+        Err(e) => {
+            eprintln!("{}: {e}", tier.name());
+            std::process::exit(1);
+        }
+    };
+    cdn_config::cli::announce(tier.name(), &built.listen());
+    built.run();
+}

@@ -1,0 +1,308 @@
+//! The caching proxy's `impl ProxyHttp`: each Pingora phase in the order Pingora calls it,
+//! dispatching to the module that owns the decision (see the table in `lib.rs`).
+
+use crate::admission::{self, Gate};
+use crate::cacheability;
+use crate::outcome;
+use crate::respond::{self, Headers};
+use crate::upstream::Upstreams;
+use async_trait::async_trait;
+use bytes::Bytes;
+use cdn_cache::HybridStorage;
+use cdn_config::{ProxyConfig, RoutePolicy, Routes};
+use cdn_observe::access::Access;
+use cdn_observe::decorate::UpstreamEntries;
+use cdn_observe::{cache_status, request_id, server_timing};
+use cdn_observe::{Decoration, Metrics, Outcome, Tier, UpstreamResult};
+use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora::cache::{CacheKey, NoCacheReason, RespCacheable};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, Result};
+use std::time::{Duration, Instant};
+
+/// How long a fill may hold the cache lock before waiters give up on it and fetch themselves.
+const LOCK_AGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct TierProxy {
+    tier: Tier,
+    routes: Routes,
+    gate: Box<dyn Gate>,
+    upstreams: Upstreams,
+    storage: &'static HybridStorage,
+    lock: &'static CacheKeyLockImpl,
+    metrics: &'static Metrics,
+    max_object_bytes: usize,
+    trust_request_id: bool,
+}
+
+impl TierProxy {
+    pub fn new(
+        tier: Tier,
+        config: &ProxyConfig,
+        routes: Routes,
+        gate: Box<dyn Gate>,
+        storage: &'static HybridStorage,
+        metrics: &'static Metrics,
+    ) -> Self {
+        let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(LOCK_AGE_TIMEOUT));
+        TierProxy {
+            tier,
+            routes,
+            gate,
+            upstreams: Upstreams::new(
+                config.upstreams.clone(),
+                config.connect_timeout,
+                config.upstream_timeout,
+            ),
+            storage,
+            lock,
+            metrics,
+            max_object_bytes: usize::try_from(config.cache.max_object_bytes).unwrap_or(usize::MAX),
+            trust_request_id: config.trust_request_id,
+        }
+    }
+
+    /// The headers every response of this request carries, from what is known so far.
+    fn decoration<'a>(&self, ctx: &'a Ctx) -> Decoration<'a> {
+        Decoration {
+            tier: self.tier,
+            request_id: &ctx.request_id,
+            took: ctx.started.elapsed(),
+            outcome: Some(&ctx.outcome),
+            upstream: &ctx.upstream,
+        }
+    }
+}
+
+/// Per-request state.
+pub struct Ctx {
+    started: Instant,
+    request_id: String,
+    policy: Option<RoutePolicy>,
+    /// Caching was enabled for this request.
+    looked_up: bool,
+    attempts: usize,
+    upstream_started: Option<Instant>,
+    /// Whether this request's upstream outcome is already counted.
+    upstream_counted: bool,
+    /// The upstream's `Cache-Status` and `Server-Timing` for this fetch.
+    upstream: UpstreamEntries,
+    outcome: Outcome,
+    /// The `Cache-Status` value sent, for the access log.
+    cache_status: Option<String>,
+}
+
+#[async_trait]
+impl ProxyHttp for TierProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            started: Instant::now(),
+            request_id: String::new(),
+            policy: None,
+            looked_up: false,
+            attempts: 0,
+            upstream_started: None,
+            upstream_counted: false,
+            upstream: UpstreamEntries::default(),
+            outcome: Outcome::default(),
+            cache_status: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let incoming = session
+            .req_header()
+            .headers
+            .get(request_id::HEADER)
+            .map(|v| v.as_bytes());
+        ctx.request_id = request_id::pick(incoming, self.trust_request_id);
+        match admission::admit(session.req_header(), &self.routes, self.gate.as_ref()) {
+            Ok(policy) => {
+                ctx.policy = Some(policy);
+                Ok(false)
+            }
+            Err(refused) => {
+                ctx.cache_status = respond::error(session, &refused, &self.decoration(ctx)).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        if ctx.policy.as_ref().is_some_and(|p| p.cacheable) {
+            session
+                .cache
+                .enable(self.storage, None, None, Some(self.lock), None);
+            session.cache.set_max_file_size_bytes(self.max_object_bytes);
+            ctx.looked_up = true;
+        }
+        Ok(())
+    }
+
+    /// One origin per deployment: the key is the path and query, whatever the Host.
+    fn cache_key_callback(&self, session: &Session, _ctx: &mut Ctx) -> Result<CacheKey> {
+        let uri = &session.req_header().uri;
+        let primary = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+        Ok(CacheKey::new(primary, ""))
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let peer = self.upstreams.peer(ctx.attempts);
+        ctx.attempts += 1;
+        ctx.upstream_started.get_or_insert_with(Instant::now);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        self.metrics.upstream(upstream_failure(&e));
+        ctx.upstream_counted = true;
+        if self.upstreams.may_retry(ctx.attempts) {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        req.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    fn response_cache_filter(
+        &self,
+        _session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<RespCacheable> {
+        let Some(policy) = &ctx.policy else {
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
+        };
+        let decision = cacheability::decide(resp, policy);
+        if let RespCacheable::Cacheable(meta) = &decision {
+            ctx.outcome.stored = true;
+            ctx.outcome.fresh_until = Some(meta.fresh_until());
+        }
+        Ok(decision)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // The upstream's entries describe this fetch only: keep them out of the stored copy.
+        let take = |resp: &mut ResponseHeader, name: &str| {
+            let value = resp
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            resp.remove_header(name);
+            value
+        };
+        ctx.upstream.cache_status = take(resp, cache_status::HEADER);
+        ctx.upstream.server_timing = take(resp, server_timing::HEADER);
+        resp.remove_header(request_id::HEADER);
+        ctx.outcome.fwd_status = Some(resp.status.as_u16());
+        if let Some(started) = ctx.upstream_started {
+            self.metrics.upstream_first_byte(started.elapsed());
+        }
+        let result = if resp.status.is_server_error() {
+            UpstreamResult::Error
+        } else {
+            UpstreamResult::Ok
+        };
+        self.metrics.upstream(result);
+        ctx.upstream_counted = true;
+        Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if end_of_stream {
+            if let Some(started) = ctx.upstream_started.take() {
+                self.metrics.upstream_last_byte(started.elapsed());
+            }
+        }
+        Ok(None)
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        outcome::settle(session, &mut ctx.outcome, ctx.looked_up);
+        ctx.cache_status = self.decoration(ctx).apply(&mut Headers(resp));
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        if e.esource() == &ErrorSource::Upstream && !ctx.upstream_counted {
+            self.metrics.upstream(upstream_failure(e));
+            ctx.upstream_counted = true;
+        }
+        let failure = respond::failure(e);
+        let status = failure.as_ref().map_or(0, cdn_http::HttpError::status);
+        if let Some(failure) = failure.filter(|_| session.response_written().is_none()) {
+            outcome::settle(session, &mut ctx.outcome, ctx.looked_up);
+            ctx.outcome.upstream_failed = Some(status).filter(|_| failure.is_server_error());
+            match respond::error(session, &failure, &self.decoration(ctx)).await {
+                Ok(sent) => ctx.cache_status = sent,
+                Err(e) => tracing::debug!(error = %e, "could not send the error response"),
+            }
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        outcome::settle(session, &mut ctx.outcome, ctx.looked_up);
+        let req = session.req_header();
+        Access {
+            tier: self.tier,
+            request_id: &ctx.request_id,
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            status,
+            bytes: session.body_bytes_sent(),
+            took: ctx.started.elapsed(),
+            cache: ctx.outcome.result(status),
+            cache_status: ctx.cache_status.as_deref().unwrap_or(""),
+            error: e.map(|e| e.to_string()),
+        }
+        .record(self.metrics);
+    }
+}
+
+fn upstream_failure(e: &Error) -> UpstreamResult {
+    if respond::is_timeout(e) {
+        UpstreamResult::Timeout
+    } else {
+        UpstreamResult::Error
+    }
+}

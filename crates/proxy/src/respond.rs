@@ -1,0 +1,79 @@
+//! How a proxy tier's responses are dressed and, when it answers itself, written: the headers
+//! every response carries come from `cdn_observe::decorate` (here written into Pingora's
+//! response header), and an error's status, body and headers from `cdn_http::HttpError`. This
+//! module maps Pingora's failures onto that one error type.
+
+use bytes::Bytes;
+use cdn_http::HttpError;
+use cdn_observe::{Decoration, HeaderSink};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+/// Pingora's response header as `cdn_observe` writes into it.
+pub struct Headers<'a>(pub &'a mut ResponseHeader);
+
+impl HeaderSink for Headers<'_> {
+    fn contains(&self, name: &str) -> bool {
+        self.0.headers.contains_key(name)
+    }
+
+    fn set(&mut self, name: &'static str, value: &str) {
+        if let Err(e) = self.0.insert_header(name, value) {
+            tracing::debug!(name, error = %e, "header not set");
+        }
+    }
+}
+
+/// Whether a failure is a timeout (connecting, reading or writing).
+pub fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+    )
+}
+
+/// What to tell the client about a failure while proxying; `None` when the client is gone and
+/// nothing can be sent.
+pub fn failure(e: &Error) -> Option<HttpError> {
+    Some(match (e.etype(), e.esource()) {
+        // Pingora encodes an upstream's 5xx this way when it weighs serving stale.
+        (ErrorType::HTTPStatus(504), _) => HttpError::UpstreamTimeout,
+        (ErrorType::HTTPStatus(code), _) if *code >= 500 => {
+            HttpError::upstream(format!("upstream answered {code}"))
+        }
+        (ErrorType::HTTPStatus(_), _) => HttpError::BadRequest("refused by the proxy"),
+        (_, ErrorSource::Upstream) if is_timeout(e) => HttpError::UpstreamTimeout,
+        (_, ErrorSource::Upstream) => HttpError::upstream(e.to_string()),
+        (
+            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
+            ErrorSource::Downstream,
+        ) => return None,
+        (_, ErrorSource::Downstream) => HttpError::BadRequest("the request could not be read"),
+        _ => HttpError::internal(e.to_string()),
+    })
+}
+
+/// Writes `error` as this tier's own answer, dressed by `decoration`; returns the
+/// `Cache-Status` it sent.
+pub async fn error(
+    session: &mut Session,
+    error: &HttpError,
+    decoration: &Decoration<'_>,
+) -> Result<Option<String>> {
+    let body = Bytes::from(error.body());
+    let mut resp = ResponseHeader::build(error.status(), Some(8))?;
+    for (name, value) in error.headers() {
+        resp.insert_header(name, value)?;
+    }
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    let cache_status = decoration.apply(&mut Headers(&mut resp));
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(cache_status)
+}

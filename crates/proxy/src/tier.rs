@@ -1,0 +1,259 @@
+//! A caching proxy tier as a value. `build` does everything that can fail before serving: it
+//! opens the cache (rebuilding the disk index) and binds the traffic and admin listeners, so
+//! port 0 works and `listen` tells the ports got. Then the tier either runs as the process
+//! (`run`: Pingora's server until SIGTERM, gracefully within the grace period, or SIGINT, at
+//! once) or on threads of its own inside a process that goes on (`spawn`, for tests).
+//!
+//! Pingora binds listeners itself when its services start, from an address. To hand it sockets
+//! bound already, each service here gets its own table of them, keyed by the address string,
+//! which Pingora's listener takes in place of binding; the same mechanism it uses for sockets
+//! handed over by a graceful upgrade.
+
+use crate::admin::ProxyAdmin;
+use crate::admission::Gate;
+use crate::phases::TierProxy;
+use crate::storage;
+use async_trait::async_trait;
+use cdn_config::{Listen, ProxyConfig, Routes};
+use cdn_observe::{Metrics, Tier};
+use pingora::server::configuration::ServerConf;
+use pingora::server::ShutdownWatch;
+use pingora::server::{Fds, ListenFds, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::Service;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::IntoRawFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Why a tier could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the cache: {0}")]
+    Cache(#[source] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A tier built and bound, not yet serving.
+pub struct ProxyTier {
+    tier: Tier,
+    server: Server,
+    listen: Listen,
+    /// The bound sockets, moved into `fds` (keyed by their address) when the tier runs.
+    sockets: Vec<TcpListener>,
+    fds: ListenFds,
+}
+
+impl ProxyTier {
+    /// Builds `tier` from its settings, with `gate` deciding what only this tier checks.
+    pub fn build(
+        tier: Tier,
+        settings: &ProxyConfig,
+        routes: &Routes,
+        gate: impl Gate,
+    ) -> Result<ProxyTier, StartError> {
+        let storage = storage::open(&settings.cache).map_err(StartError::Cache)?;
+        // Non-blocking, as the async listener Pingora makes of it needs.
+        let bind = |addr: SocketAddr| {
+            TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| StartError::Listen { addr, source })
+        };
+        let traffic = bind(settings.listen.traffic)?;
+        let admin = settings.listen.admin.map(bind).transpose()?;
+        let local = |l: &TcpListener| l.local_addr().expect("a bound listener");
+        let listen = Listen {
+            traffic: local(&traffic),
+            admin: admin.as_ref().map(local),
+        };
+
+        let grace = settings.grace_period.as_secs();
+        let conf = ServerConf {
+            threads: settings.threads,
+            grace_period_seconds: Some(grace),
+            graceful_shutdown_timeout_seconds: Some(grace.max(1)),
+            // Per tier and process, so several tiers (and tests) can run side by side.
+            upgrade_sock: scratch_path(tier, listen.traffic, "upgrade.sock"),
+            pid_file: scratch_path(tier, listen.traffic, "pid"),
+            ..ServerConf::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(None, conf);
+        server.bootstrap();
+        let fds: ListenFds = Arc::new(parking_lot::Mutex::new(Fds::new()));
+        let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new(tier)));
+        let proxy = TierProxy::new(
+            tier,
+            settings,
+            routes.clone(),
+            Box::new(gate),
+            storage,
+            metrics,
+        );
+        let mut service =
+            pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, tier.name());
+        service.add_tcp(&listen.traffic.to_string());
+        server.add_service(PreBound {
+            inner: service,
+            fds: fds.clone(),
+        });
+        if let Some(admin) = listen.admin {
+            let app = ProxyAdmin {
+                metrics,
+                storage,
+                upstreams: settings.upstreams.clone(),
+            };
+            let name = format!("{} admin", tier.name());
+            let mut service = pingora::services::listening::Service::new(name, app);
+            service.add_tcp(&admin.to_string());
+            server.add_service(PreBound {
+                inner: service,
+                fds: fds.clone(),
+            });
+        }
+        tracing::info!(
+            tier = tier.name(),
+            %listen,
+            upstreams = ?settings.upstreams,
+            memory = settings.cache.memory_bytes,
+            "ready"
+        );
+        Ok(ProxyTier {
+            tier,
+            server,
+            listen,
+            sockets: [Some(traffic), admin].into_iter().flatten().collect(),
+            fds,
+        })
+    }
+
+    /// Where the tier listens, with the ports it got.
+    pub fn listen(&self) -> Listen {
+        self.listen
+    }
+
+    /// Serves as the process: until SIGTERM (requests in flight finish within the grace
+    /// period), SIGINT (at once) or SIGQUIT.
+    pub fn run(self) {
+        let server = self.hand_over_sockets();
+        server.run(RunArgs::default());
+    }
+
+    /// Serves on threads of its own until the returned handle is stopped or dropped.
+    pub fn spawn(self) -> RunningTier {
+        let (listen, tier) = (self.listen, self.tier);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let server = self.hand_over_sockets();
+        let thread = std::thread::Builder::new()
+            .name(format!("{} server", tier.label()))
+            .spawn(move || {
+                server.run(RunArgs {
+                    shutdown_signal: Box::new(StopSignal(stopped)),
+                })
+            })
+            .expect("spawn a server thread");
+        RunningTier {
+            listen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Puts the bound sockets where the services will look for them.
+    fn hand_over_sockets(self) -> Server {
+        let mut fds = self.fds.lock();
+        for socket in self.sockets {
+            let addr = socket.local_addr().expect("a bound listener");
+            fds.add(addr.to_string(), socket.into_raw_fd());
+        }
+        drop(fds);
+        self.server
+    }
+}
+
+/// A tier serving in-process. Dropping it stops it at once, as `stop` does.
+pub struct RunningTier {
+    listen: Listen,
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RunningTier {
+    pub fn listen(&self) -> Listen {
+        self.listen
+    }
+
+    /// Stops serving (no grace period) and waits until the listeners are closed.
+    pub fn stop(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for RunningTier {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// The stop signal of an in-process tier.
+struct StopSignal(tokio::sync::watch::Receiver<bool>);
+
+#[async_trait]
+impl ShutdownSignalWatch for StopSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut stopped = self.0.clone();
+        let _ = stopped.wait_for(|stop| *stop).await;
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// A Pingora service whose listening sockets were bound before it starts: it hands Pingora its
+/// own table of them in place of the server's, so Pingora uses them instead of binding.
+struct PreBound<S> {
+    inner: S,
+    fds: ListenFds,
+}
+
+#[async_trait]
+impl<S: Service> Service for PreBound<S> {
+    async fn start_service(
+        &mut self,
+        _fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+    ) {
+        self.inner
+            .start_service(Some(self.fds.clone()), shutdown, listeners_per_fd)
+            .await
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn threads(&self) -> Option<usize> {
+        self.inner.threads()
+    }
+}
+
+/// A file Pingora wants a path for, unique to this tier and process.
+fn scratch_path(tier: Tier, traffic: SocketAddr, what: &str) -> String {
+    std::env::temp_dir()
+        .join(format!(
+            "{}-{}-{}.{what}",
+            tier.name(),
+            std::process::id(),
+            traffic.port()
+        ))
+        .display()
+        .to_string()
+}
