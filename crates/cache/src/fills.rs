@@ -221,7 +221,7 @@ impl Fill {
                     ((p.written - cursor.pos) as usize).min(FILL_READ),
                 );
                 let data =
-                    crate::blocking("reading a fill from disk", move || reader.read(at, len))
+                    crate::pool::blocking("reading a fill from disk", move || reader.read(at, len))
                         .await?;
                 cursor.pos += data.len() as u64;
                 return Ok(Some(Bytes::from(data)));

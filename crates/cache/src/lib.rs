@@ -4,7 +4,8 @@
 //!
 //! | duty | where |
 //! |---|---|
-//! | lookup order, promotion, write-through, purge, 304 updates | `hybrid` |
+//! | what pingora-cache calls: fills first, then the hybrid; write ids | `storage` |
+//! | memory in front of disk: lookup order, promotion, write-through, 304 updates | `hybrid` |
 //! | fills in progress: who is filling what, read while written | `fills` |
 //! | writing one miss: RAM first, spilled to disk when large | `miss` |
 //! | reading one hit, whole or a range, whatever holds it | `hit` |
@@ -28,32 +29,11 @@ pub mod memory;
 mod meta;
 mod miss;
 mod object;
+mod pool;
+mod storage;
 
 pub use disk::{DiskTier, DiskUsage};
-pub use hybrid::HybridStorage;
+pub use hybrid::Usage;
 pub use memory::MemoryTier;
 pub use meta::SerializedMeta;
-
-use pingora_error::{Error, ErrorType, OrErr, Result};
-
-/// What the storage holds, for metrics and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Usage {
-    pub memory_objects: u64,
-    pub memory_bytes: u64,
-    /// Objects the memory tier evicted to make room, so far.
-    pub memory_evictions: u64,
-    pub disk: Option<DiskUsage>,
-}
-
-/// Runs blocking disk work on tokio's blocking pool, never on the async workers; a failure
-/// keeps its cause.
-async fn blocking<T: Send + 'static>(
-    what: &'static str,
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> Result<T> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(done) => done.or_err(ErrorType::InternalError, what),
-        Err(e) => Err(Error::because(ErrorType::InternalError, what, e)),
-    }
-}
+pub use storage::HybridStorage;

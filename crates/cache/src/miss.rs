@@ -7,8 +7,8 @@
 //! disk file is removed.
 
 use crate::disk::LargeWriter;
-use crate::fills::Fill;
-use crate::hybrid::HybridStorage;
+use crate::fills::{Fill, Fills};
+use crate::hybrid::Hybrid;
 use crate::object::Object;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,7 +18,10 @@ use pingora_error::{Error, ErrorType, Result};
 use std::sync::Arc;
 
 pub struct MissWriter {
-    storage: &'static HybridStorage,
+    /// Where the finished object goes.
+    hybrid: &'static Hybrid,
+    /// Where its fill is registered, to be forgotten when done.
+    fills: &'static Fills,
     key: HashBinary,
     fill: Arc<Fill>,
     large: Option<LargeWriter>,
@@ -34,13 +37,15 @@ impl MissWriter {
     /// A writer for `fill`, already registered. Spills to disk at once when the announced
     /// length says the object will be large.
     pub async fn start(
-        storage: &'static HybridStorage,
+        hybrid: &'static Hybrid,
+        fills: &'static Fills,
         key: HashBinary,
         fill: Arc<Fill>,
         announced: Option<u64>,
     ) -> Result<MissWriter> {
         let mut writer = MissWriter {
-            storage,
+            hybrid,
+            fills,
             key,
             tag: fill.write_id.to_be_bytes(),
             fill,
@@ -49,7 +54,7 @@ impl MissWriter {
             finished: false,
             failed: false,
         };
-        if let Some(len) = announced.filter(|len| storage.is_large(*len)) {
+        if let Some(len) = announced.filter(|len| hybrid.is_large(*len)) {
             writer.spill(len).await?;
         }
         Ok(writer)
@@ -57,12 +62,12 @@ impl MissWriter {
 
     /// Moves the fill to a disk segment of its own, writing what RAM holds so far.
     async fn spill(&mut self, expected: u64) -> Result<()> {
-        let Some(disk) = self.storage.disk().cloned() else {
+        let Some(disk) = self.hybrid.disk().cloned() else {
             return Ok(());
         };
         let (key, meta) = (self.key, self.fill.meta.serialized().clone());
         let held = self.fill.chunks();
-        let writer = crate::blocking("starting a large disk entry", move || {
+        let writer = crate::pool::blocking("starting a large disk entry", move || {
             let mut writer = disk.begin_large(key, meta, expected)?;
             for chunk in &held {
                 writer.write(chunk)?;
@@ -81,7 +86,7 @@ impl MissWriter {
         }
         if let Some(mut writer) = self.large.take() {
             let len = data.len() as u64;
-            let writer = crate::blocking("writing a large disk entry", move || {
+            let writer = crate::pool::blocking("writing a large disk entry", move || {
                 writer.write(&data)?;
                 Ok(writer)
             })
@@ -91,7 +96,7 @@ impl MissWriter {
             return Ok(());
         }
         let in_ram = self.fill.push(data);
-        if self.storage.is_large(in_ram) {
+        if self.hybrid.is_large(in_ram) {
             self.spill(self.announced.unwrap_or(in_ram * 2).max(in_ram))
                 .await?;
         }
@@ -117,15 +122,16 @@ impl HandleMiss for MissWriter {
         let purged = self.fill.purged();
         if let Some(writer) = self.large.take() {
             if !purged {
-                crate::blocking("committing a large disk entry", move || writer.commit()).await?;
+                crate::pool::blocking("committing a large disk entry", move || writer.commit())
+                    .await?;
             }
-            self.storage.replaced_by_large(&self.key);
+            self.hybrid.replaced_by_large(&self.key);
         } else if !purged {
             let object = Object::joined(self.fill.meta.clone(), &self.fill.chunks());
-            self.storage.store(self.key, Arc::new(object)).await?;
+            self.hybrid.store(self.key, Arc::new(object)).await?;
         }
         self.fill.finish();
-        self.storage.fills().remove(&self.key, self.fill.write_id);
+        self.fills.remove(&self.key, self.fill.write_id);
         self.finished = true;
         Ok(MissFinishType::Created(written))
     }
@@ -139,7 +145,7 @@ impl Drop for MissWriter {
     fn drop(&mut self) {
         if !self.finished {
             self.fill.fail();
-            self.storage.fills().remove(&self.key, self.fill.write_id);
+            self.fills.remove(&self.key, self.fill.write_id);
         }
     }
 }

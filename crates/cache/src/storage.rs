@@ -1,0 +1,141 @@
+//! The storage pingora-cache talks to: fills in progress first (readers stream them as they
+//! arrive), then the hybrid of memory and disk. It hands out one hit type and one miss writer,
+//! and keeps the write ids that tie a writer to its own fill.
+//!
+//! A purge takes the key out of every tier; a fill in progress still finishes for its clients
+//! but stores nothing.
+
+use crate::disk::DiskTier;
+use crate::fills::{Fill, Fills};
+use crate::hit::Hit;
+use crate::hybrid::Hybrid;
+use crate::hybrid::Usage;
+use crate::memory::MemoryTier;
+use crate::meta::Meta;
+use crate::miss::MissWriter;
+use async_trait::async_trait;
+use pingora_cache::key::CacheHashKey;
+use pingora_cache::storage::{HitHandler, MissHandler, PurgeOutcome, PurgeTarget};
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::{CacheKey, CacheMeta, PurgeType, Storage};
+use pingora_error::{Error, ErrorType, Result};
+use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub struct HybridStorage {
+    hybrid: Hybrid,
+    fills: Fills,
+    next_write_id: AtomicU64,
+}
+
+impl HybridStorage {
+    pub fn new(memory: Option<MemoryTier>, disk: Option<DiskTier>) -> Self {
+        HybridStorage {
+            hybrid: Hybrid::new(memory, disk),
+            fills: Fills::default(),
+            next_write_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn usage(&self) -> Usage {
+        self.hybrid.usage()
+    }
+}
+
+fn boxed((meta, hit): (CacheMeta, Hit)) -> (CacheMeta, HitHandler) {
+    (meta, Box::new(hit))
+}
+
+#[async_trait]
+impl Storage for HybridStorage {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let hash = key.combined_bin();
+        if let Some(fill) = self.fills.newest(&hash) {
+            return Ok(Some(boxed((fill.meta.cache_meta(), Hit::fill(fill)))));
+        }
+        Ok(self.hybrid.lookup(hash).await?.map(boxed))
+    }
+
+    /// The writer's own fill, by its write id; never another fill or a stored object, which
+    /// could carry a different body under this writer's headers.
+    async fn lookup_streaming_write(
+        &'static self,
+        key: &CacheKey,
+        streaming_write_tag: Option<&[u8]>,
+        trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let Some(tag) = streaming_write_tag else {
+            return self.lookup(key, trace).await;
+        };
+        let fill = <[u8; 8]>::try_from(tag).ok().and_then(|id| {
+            self.fills
+                .by_write(&key.combined_bin(), u64::from_be_bytes(id))
+        });
+        match fill {
+            Some(fill) => Ok(Some(boxed((fill.meta.cache_meta(), Hit::fill(fill))))),
+            None => Error::e_explain(
+                ErrorType::InternalError,
+                "no fill in progress for this write",
+            ),
+        }
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
+        let hash = key.combined_bin();
+        let write_id = self.next_write_id.fetch_add(1, Ordering::Relaxed);
+        let announced = meta
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let fill = Arc::new(Fill::new(write_id, Meta::of(meta)?));
+        let writer =
+            MissWriter::start(&self.hybrid, &self.fills, hash, fill.clone(), announced).await?;
+        self.fills.insert(hash, fill);
+        Ok(Box::new(writer))
+    }
+
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _kind: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        let hash = target.key().combined_bin();
+        let filling = self.fills.purge(&hash);
+        let stored = self.hybrid.remove(&hash);
+        Ok(if filling || stored {
+            PurgeOutcome::Purged(None)
+        } else {
+            PurgeOutcome::NotFound
+        })
+    }
+
+    /// After a 304: the same body under new meta.
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<bool> {
+        self.hybrid.update_meta(key.combined_bin(), meta).await
+    }
+
+    fn support_streaming_partial_write(&self) -> bool {
+        true
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}
