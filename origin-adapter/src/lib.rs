@@ -88,6 +88,8 @@ impl OriginAdapter {
         server::serve(traffic, self.origin, stop).await;
         if let Some(admin) = admin {
             admin.abort();
+            // Returns once the task is gone, and its listener closed with it.
+            let _ = admin.await;
         }
         Ok(())
     }
@@ -113,8 +115,8 @@ impl OriginAdapter {
                 if let Err(e) = runtime.block_on(self.serve(stopped)) {
                     tracing::warn!(error = %e, "origin-adapter stopped on an error");
                 }
-                // Whatever is still running (the admin listener, bodies in flight) ends here.
-                runtime.shutdown_background();
+                // Whatever still runs (bodies past the grace period) ends here.
+                runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             })?;
         Ok(RunningAdapter {
             listen,

@@ -95,8 +95,14 @@ pub async fn stop_signal() {
 pub async fn serve_admin(listener: TcpListener, origin: Arc<Origin>) {
     let http = hyper::server::conn::http1::Builder::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, most likely: wait rather than spin.
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let origin = origin.clone();
         let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {

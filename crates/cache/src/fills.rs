@@ -5,8 +5,8 @@
 //! The registry is sharded by key and read-locked on lookups, and skipped entirely while no
 //! fill is in progress, so a hit takes no lock shared across keys. A key may have more than
 //! one fill at once (a writer whose cache lock timed out, and the next); lookups join the
-//! newest, and a writer's own reader finds its fill by write id, never by key, so it cannot get
-//! another fill's body under its own headers.
+//! newest while it runs, and a writer's own reader finds its fill by write id, so it cannot
+//! get another fill's body under its own headers.
 
 use crate::disk::FillReader;
 use crate::key::{shard_of, KeyHash};
@@ -23,7 +23,16 @@ const SHARDS: usize = 16;
 /// Largest read from disk at once while streaming an unfinished fill.
 const FILL_READ: usize = 256 * 1024;
 
-type Shard = RwLock<HashMap<HashBinary, Vec<Arc<Fill>>, KeyHash>>;
+type Shard = RwLock<HashMap<HashBinary, KeyFills, KeyHash>>;
+
+/// The fills of one key: usually one; more when a writer's cache lock timed out and another
+/// writer started. Only the newest is joined; older ones finish for the clients they serve.
+#[derive(Default)]
+struct KeyFills {
+    all: Vec<Arc<Fill>>,
+    /// The write id lookups join, until it finishes, fails or is purged.
+    current: Option<u64>,
+}
 
 /// The fills in progress, by key.
 pub struct Fills {
@@ -46,29 +55,35 @@ impl Fills {
         &self.shards[shard_of(key, SHARDS)]
     }
 
-    /// The newest fill of `key` that was not purged: what a lookup joins.
+    /// The fill a lookup of `key` joins: the newest, while it runs and was not purged. Once it
+    /// ends, lookups go to the stored object, never back to an older fill.
     pub fn newest(&self, key: &HashBinary) -> Option<Arc<Fill>> {
         if self.active.load(Ordering::Acquire) == 0 {
             return None;
         }
         let shard = self.shard(key).read().expect("fills poisoned");
-        shard
-            .get(key)?
-            .iter()
-            .rev()
-            .find(|f| !f.purged.load(Ordering::Relaxed))
-            .cloned()
+        let fills = shard.get(key)?;
+        let current = fills.current?;
+        fills.all.iter().find(|f| f.write_id == current).cloned()
     }
 
     /// The fill of write `id` for `key`, purged or not: what its writer's own reader wants.
     pub fn by_write(&self, key: &HashBinary, id: u64) -> Option<Arc<Fill>> {
         let shard = self.shard(key).read().expect("fills poisoned");
-        shard.get(key)?.iter().find(|f| f.write_id == id).cloned()
+        shard
+            .get(key)?
+            .all
+            .iter()
+            .find(|f| f.write_id == id)
+            .cloned()
     }
 
+    /// Registers a new fill of `key`; lookups join it from now on.
     pub fn insert(&self, key: HashBinary, fill: Arc<Fill>) {
         let mut shard = self.shard(&key).write().expect("fills poisoned");
-        shard.entry(key).or_default().push(fill);
+        let fills = shard.entry(key).or_default();
+        fills.current = Some(fill.write_id);
+        fills.all.push(fill);
         self.active.fetch_add(1, Ordering::Release);
     }
 
@@ -78,24 +93,30 @@ impl Fills {
         let Some(fills) = shard.get_mut(key) else {
             return;
         };
-        let before = fills.len();
-        fills.retain(|f| f.write_id != id);
-        let removed = before - fills.len();
-        if fills.is_empty() {
+        let before = fills.all.len();
+        fills.all.retain(|f| f.write_id != id);
+        let removed = before - fills.all.len();
+        if fills.current == Some(id) {
+            fills.current = None;
+        }
+        if fills.all.is_empty() {
             shard.remove(key);
         }
         self.active.fetch_sub(removed, Ordering::Release);
     }
 
     /// Marks every fill of `key` purged: lookups no longer join them, and their writers still
-    /// finish for the clients they serve but store nothing. Whether there was any.
+    /// finish for the clients they serve but store nothing. Whether any was running.
     pub fn purge(&self, key: &HashBinary) -> bool {
-        let shard = self.shard(key).read().expect("fills poisoned");
-        let fills = shard.get(key).map_or(&[][..], Vec::as_slice);
-        for fill in fills {
+        let mut shard = self.shard(key).write().expect("fills poisoned");
+        let Some(fills) = shard.get_mut(key) else {
+            return false;
+        };
+        fills.current = None;
+        for fill in &fills.all {
             fill.purged.store(true, Ordering::Relaxed);
         }
-        !fills.is_empty()
+        !fills.all.is_empty()
     }
 }
 

@@ -135,10 +135,16 @@ impl HandleHit for Hit {
                 self.pos += piece.len() as u64;
                 Ok(Some(piece))
             }
-            None => {
+            // A fill ends when its writer says so.
+            None if matches!(self.source, Source::Fill { .. }) => {
                 self.pos = self.end;
                 Ok(None)
             }
+            // A stored object knows its length: running out before it is never a clean end.
+            None => Error::e_explain(
+                ErrorType::InternalError,
+                "stored body ended before its length",
+            ),
         }
     }
 

@@ -141,6 +141,16 @@ impl Hybrid {
         Ok(true)
     }
 
+    /// Empties the memory tier and closes the disk tier's files (see `HybridStorage::close`).
+    pub fn close(&self) {
+        if let Some(memory) = &self.memory {
+            memory.clear();
+        }
+        if let Some(disk) = &self.disk {
+            disk.close();
+        }
+    }
+
     /// What the disk tier holds for `key`, checked, looked up on the blocking pool.
     async fn on_disk(&self, key: HashBinary) -> Result<Option<(Arc<DiskTier>, Found)>> {
         let Some(disk) = self.disk.clone() else {

@@ -62,6 +62,12 @@ impl MemoryTier {
         self.objects.remove(key).is_some()
     }
 
+    /// Drops every object.
+    pub fn clear(&self) {
+        self.objects.invalidate_all();
+        self.objects.run_pending_tasks();
+    }
+
     /// Objects evicted to make room so far.
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)

@@ -70,7 +70,7 @@ impl Object {
 
     /// The bytes from `pos` up to `end` in the cursor's piece (shared, not copied), the cursor
     /// being at the piece that holds `pos`; moves the cursor to the next piece. `None` once
-    /// past `end` or the body. Pieces are never empty, so a piece read is never empty either.
+    /// past `end`, or (a caller's error) past the body. Pieces are never empty.
     pub fn read(&self, cursor: &mut Cursor, pos: usize, end: usize) -> Option<Bytes> {
         if pos >= end {
             return None;

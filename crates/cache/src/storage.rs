@@ -41,6 +41,13 @@ impl HybridStorage {
     pub fn usage(&self) -> Usage {
         self.hybrid.usage()
     }
+
+    /// Lets go of what the storage holds once nothing will use it again (pingora keeps storage
+    /// for the life of the process; a tier stopped in a process that goes on calls this): the
+    /// memory tier is emptied and the disk tier's files closed. The files stay on disk.
+    pub fn close(&self) {
+        self.hybrid.close();
+    }
 }
 
 fn boxed((meta, hit): (CacheMeta, Hit)) -> (CacheMeta, HitHandler) {

@@ -10,9 +10,12 @@ pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 #[non_exhaustive]
 pub enum HttpError {
     /// The request cannot be served as sent: a path that could escape the tree or name two
-    /// objects, or a request the HTTP layer could not read.
+    /// objects. The reason is told to the client.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The HTTP layer could not read the request.
+    #[error("request could not be read")]
+    Unreadable,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("no route covers this path")]
@@ -30,6 +33,9 @@ pub enum HttpError {
     /// The upstream could not be reached or failed.
     #[error("upstream failed: {0}")]
     Upstream(#[source] Cause),
+    /// The upstream answered this server error and no stored copy could stand in: passed on.
+    #[error("upstream answered {0}")]
+    UpstreamStatus(u16),
     /// This tier failed on its own.
     #[error("internal error: {0}")]
     Internal(#[source] Cause),
@@ -38,13 +44,15 @@ pub enum HttpError {
 impl HttpError {
     pub fn status(&self) -> u16 {
         match self {
-            HttpError::BadRequest(_) => 400,
+            HttpError::BadRequest(_) | HttpError::Unreadable => 400,
             HttpError::Unauthorized => 401,
             HttpError::NoRoute | HttpError::NotFound => 404,
             HttpError::MethodNotAllowed => 405,
             HttpError::RangeNotSatisfiable { .. } => 416,
             HttpError::Internal(_) => 500,
             HttpError::Upstream(_) => 502,
+            HttpError::UpstreamStatus(code @ 500..=599) => *code,
+            HttpError::UpstreamStatus(_) => 502,
             HttpError::UpstreamTimeout => 504,
         }
     }
@@ -54,12 +62,13 @@ impl HttpError {
     pub fn body(&self) -> String {
         let text = match self {
             HttpError::BadRequest(why) => return format!("bad request: {why}\n"),
+            HttpError::Unreadable => "bad request",
             HttpError::MethodNotAllowed => "method not allowed",
             HttpError::NoRoute | HttpError::NotFound => "not found",
             HttpError::Unauthorized => "a token is required for this path",
             HttpError::RangeNotSatisfiable { .. } => "range not satisfiable",
-            HttpError::UpstreamTimeout => "upstream timed out",
-            HttpError::Upstream(_) => "upstream unavailable",
+            HttpError::UpstreamTimeout | HttpError::UpstreamStatus(504) => "upstream timed out",
+            HttpError::Upstream(_) | HttpError::UpstreamStatus(_) => "upstream unavailable",
             HttpError::Internal(_) => "internal error",
         };
         format!("{text}\n")
@@ -106,7 +115,18 @@ mod tests {
 
     #[test]
     fn status_body_and_headers_go_together() {
-        let cases: [(HttpError, u16, &str); 9] = [
+        let cases: [(HttpError, u16, &str); 12] = [
+            (HttpError::Unreadable, 400, "bad request\n"),
+            (
+                HttpError::UpstreamStatus(503),
+                503,
+                "upstream unavailable\n",
+            ),
+            (
+                HttpError::UpstreamStatus(200),
+                502,
+                "upstream unavailable\n",
+            ),
             (
                 HttpError::BadRequest("dot segment in path"),
                 400,

@@ -44,11 +44,25 @@ pub struct Outcome {
     pub collapsed: bool,
     /// When the response served stops being fresh.
     pub fresh_until: Option<SystemTime>,
-    /// The status this tier answered itself because its upstream failed (502, 504).
-    pub upstream_failed: Option<u16>,
+    /// The status this tier answered itself because fetching failed (502, 504, …).
+    pub failed: Option<u16>,
 }
 
 impl Outcome {
+    /// The outcome of a request this tier answers itself with `status` because fetching it
+    /// failed: a miss if the cache was looked up (else a bypass), and nothing from upstream.
+    pub fn failed(looked_up: bool, status: u16) -> Outcome {
+        Outcome {
+            cache: if looked_up {
+                CacheUse::Miss
+            } else {
+                CacheUse::Bypass
+            },
+            failed: Some(status),
+            ..Outcome::default()
+        }
+    }
+
     /// Whether the request went to the upstream (and so carries its entries).
     pub fn went_upstream(&self) -> bool {
         self.fwd_status.is_some()
@@ -90,7 +104,7 @@ impl Outcome {
         if let Some(status) = self.fwd_status {
             let _ = write!(e, "; fwd-status={status}");
         }
-        if let Some(status) = self.upstream_failed {
+        if let Some(status) = self.failed {
             let _ = write!(e, "; detail=upstream-{status}");
         }
         if self.stored {
@@ -176,13 +190,13 @@ mod tests {
             outcome(CacheUse::Revalidated).entry(Tier::Edge),
             "edge-pop; fwd=stale"
         );
-        let failed = Outcome {
-            upstream_failed: Some(502),
-            ..outcome(CacheUse::Miss)
-        };
         assert_eq!(
-            failed.entry(Tier::Shield),
+            Outcome::failed(true, 502).entry(Tier::Shield),
             "shield; fwd=miss; detail=upstream-502"
+        );
+        assert_eq!(
+            Outcome::failed(false, 504).entry(Tier::Edge),
+            "edge-pop; fwd=bypass; detail=upstream-504"
         );
     }
 

@@ -266,8 +266,9 @@ impl ProxyHttp for TierProxy {
         let failure = respond::failure(e);
         let status = failure.as_ref().map_or(0, cdn_http::HttpError::status);
         if let Some(failure) = failure.filter(|_| session.response_written().is_none()) {
-            outcome::settle(session, &mut ctx.outcome, ctx.looked_up);
-            ctx.outcome.upstream_failed = Some(status).filter(|_| failure.is_server_error());
+            // Nothing the upstream sent is passed on: the entry says only that this tier
+            // looked (or not) and failed.
+            ctx.outcome = Outcome::failed(ctx.looked_up, status);
             match respond::error(session, &failure, &self.decoration(ctx)).await {
                 Ok(sent) => ctx.cache_status = sent,
                 Err(e) => tracing::debug!(error = %e, "could not send the error response"),

@@ -38,18 +38,14 @@ pub fn is_timeout(e: &Error) -> bool {
 pub fn failure(e: &Error) -> Option<HttpError> {
     Some(match (e.etype(), e.esource()) {
         // Pingora encodes an upstream's 5xx this way when it weighs serving stale.
-        (ErrorType::HTTPStatus(504), _) => HttpError::UpstreamTimeout,
-        (ErrorType::HTTPStatus(code), _) if *code >= 500 => {
-            HttpError::upstream(format!("upstream answered {code}"))
-        }
-        (ErrorType::HTTPStatus(_), _) => HttpError::BadRequest("refused by the proxy"),
+        (ErrorType::HTTPStatus(code), _) => HttpError::UpstreamStatus(*code),
         (_, ErrorSource::Upstream) if is_timeout(e) => HttpError::UpstreamTimeout,
         (_, ErrorSource::Upstream) => HttpError::upstream(e.to_string()),
         (
             ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
             ErrorSource::Downstream,
         ) => return None,
-        (_, ErrorSource::Downstream) => HttpError::BadRequest("the request could not be read"),
+        (_, ErrorSource::Downstream) => HttpError::Unreadable,
         _ => HttpError::internal(e.to_string()),
     })
 }

@@ -4,16 +4,17 @@
 //! (`run`: Pingora's server until SIGTERM, gracefully within the grace period, or SIGINT, at
 //! once) or on threads of its own inside a process that goes on (`spawn`, for tests).
 //!
-//! Pingora binds listeners itself when its services start, from an address. To hand it sockets
-//! bound already, each service here gets its own table of them, keyed by the address string,
-//! which Pingora's listener takes in place of binding; the same mechanism it uses for sockets
-//! handed over by a graceful upgrade.
+//! Pingora binds listeners itself when its services start, from an address, unless its table
+//! of listening sockets (by address) already holds one: that is how a graceful upgrade hands
+//! sockets to the new process. Each service here puts the socket bound for it into that table
+//! as it starts, so Pingora serves on it, and a graceful upgrade (SIGQUIT) still hands it on.
 
 use crate::admin::ProxyAdmin;
 use crate::admission::Gate;
 use crate::phases::TierProxy;
 use crate::storage;
 use async_trait::async_trait;
+use cdn_cache::HybridStorage;
 use cdn_config::{Listen, ProxyConfig, Routes};
 use cdn_observe::{Metrics, Tier};
 use pingora::server::configuration::ServerConf;
@@ -42,9 +43,7 @@ pub struct ProxyTier {
     tier: Tier,
     server: Server,
     listen: Listen,
-    /// The bound sockets, moved into `fds` (keyed by their address) when the tier runs.
-    sockets: Vec<TcpListener>,
-    fds: ListenFds,
+    storage: &'static HybridStorage,
 }
 
 impl ProxyTier {
@@ -82,7 +81,6 @@ impl ProxyTier {
         };
         let mut server = Server::new_with_opt_and_conf(None, conf);
         server.bootstrap();
-        let fds: ListenFds = Arc::new(parking_lot::Mutex::new(Fds::new()));
         let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new(tier)));
         let proxy = TierProxy::new(
             tier,
@@ -97,9 +95,9 @@ impl ProxyTier {
         service.add_tcp(&listen.traffic.to_string());
         server.add_service(PreBound {
             inner: service,
-            fds: fds.clone(),
+            socket: Some(traffic),
         });
-        if let Some(admin) = listen.admin {
+        if let (Some(admin), Some(socket)) = (listen.admin, admin) {
             let app = ProxyAdmin {
                 metrics,
                 storage,
@@ -110,7 +108,7 @@ impl ProxyTier {
             service.add_tcp(&admin.to_string());
             server.add_service(PreBound {
                 inner: service,
-                fds: fds.clone(),
+                socket: Some(socket),
             });
         }
         tracing::info!(
@@ -124,8 +122,7 @@ impl ProxyTier {
             tier,
             server,
             listen,
-            sockets: [Some(traffic), admin].into_iter().flatten().collect(),
-            fds,
+            storage,
         })
     }
 
@@ -135,17 +132,17 @@ impl ProxyTier {
     }
 
     /// Serves as the process: until SIGTERM (requests in flight finish within the grace
-    /// period), SIGINT (at once) or SIGQUIT.
+    /// period), SIGINT (at once) or SIGQUIT (a graceful upgrade: the listening sockets go to
+    /// the new process).
     pub fn run(self) {
-        let server = self.hand_over_sockets();
-        server.run(RunArgs::default());
+        self.server.run(RunArgs::default());
     }
 
     /// Serves on threads of its own until the returned handle is stopped or dropped.
     pub fn spawn(self) -> RunningTier {
-        let (listen, tier) = (self.listen, self.tier);
+        let (listen, tier, storage) = (self.listen, self.tier, self.storage);
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let server = self.hand_over_sockets();
+        let server = self.server;
         let thread = std::thread::Builder::new()
             .name(format!("{} server", tier.label()))
             .spawn(move || {
@@ -156,26 +153,17 @@ impl ProxyTier {
             .expect("spawn a server thread");
         RunningTier {
             listen,
+            storage,
             stop,
             thread: Some(thread),
         }
     }
-
-    /// Puts the bound sockets where the services will look for them.
-    fn hand_over_sockets(self) -> Server {
-        let mut fds = self.fds.lock();
-        for socket in self.sockets {
-            let addr = socket.local_addr().expect("a bound listener");
-            fds.add(addr.to_string(), socket.into_raw_fd());
-        }
-        drop(fds);
-        self.server
-    }
 }
 
-/// A tier serving in-process. Dropping it stops it at once, as `stop` does.
+/// A tier serving in-process. Dropping it stops it, as `stop` does.
 pub struct RunningTier {
     listen: Listen,
+    storage: &'static HybridStorage,
     stop: tokio::sync::watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -185,7 +173,10 @@ impl RunningTier {
         self.listen
     }
 
-    /// Stops serving (no grace period) and waits until the listeners are closed.
+    /// Stops as SIGTERM stops the process: no new connections, requests in flight finish
+    /// within the grace period, then every task of the tier ends (within the graceful shutdown
+    /// timeout). When this returns its listeners are closed and its cache is let go: the
+    /// memory tier emptied, the disk tier's files closed (they stay on disk).
     pub fn stop(mut self) {
         self.stop_now();
     }
@@ -194,6 +185,7 @@ impl RunningTier {
         let _ = self.stop.send(true);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+            self.storage.close();
         }
     }
 }
@@ -212,27 +204,36 @@ impl ShutdownSignalWatch for StopSignal {
     async fn recv(&self) -> ShutdownSignal {
         let mut stopped = self.0.clone();
         let _ = stopped.wait_for(|stop| *stop).await;
-        ShutdownSignal::FastShutdown
+        ShutdownSignal::GracefulTerminate
     }
 }
 
-/// A Pingora service whose listening sockets were bound before it starts: it hands Pingora its
-/// own table of them in place of the server's, so Pingora uses them instead of binding.
+/// A Pingora service whose listening socket was bound before it starts: it puts the socket in
+/// the server's table under its address as it starts, so Pingora serves on it instead of
+/// binding (a socket already there, handed over by a graceful upgrade, is kept instead).
 struct PreBound<S> {
     inner: S,
-    fds: ListenFds,
+    socket: Option<TcpListener>,
 }
 
 #[async_trait]
 impl<S: Service> Service for PreBound<S> {
     async fn start_service(
         &mut self,
-        _fds: Option<ListenFds>,
+        fds: Option<ListenFds>,
         shutdown: ShutdownWatch,
         listeners_per_fd: usize,
     ) {
+        let table = fds.unwrap_or_else(|| Arc::new(parking_lot::Mutex::new(Fds::new())));
+        if let Some(socket) = self.socket.take() {
+            let addr = socket.local_addr().expect("a bound listener").to_string();
+            let mut table = table.lock();
+            if table.get(&addr).is_none() {
+                table.add(addr, socket.into_raw_fd());
+            }
+        }
         self.inner
-            .start_service(Some(self.fds.clone()), shutdown, listeners_per_fd)
+            .start_service(Some(table), shutdown, listeners_per_fd)
             .await
     }
 

@@ -67,7 +67,8 @@ impl DiskTier {
         };
         let removed = self.index.remove(key, loc);
         if let (true, Loc::Large { segment }) = (removed, loc) {
-            if let Some(segment) = self.segments().remove(segment) {
+            let taken = self.segments().remove(segment);
+            if let Some(segment) = taken {
                 let _ = std::fs::remove_file(&segment.path);
             }
         }

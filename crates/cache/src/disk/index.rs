@@ -122,6 +122,13 @@ impl Index {
         }
     }
 
+    /// Forgets every entry and gives back the maps' memory.
+    pub fn clear(&self) {
+        for shard in &self.shards {
+            *shard.write().expect("index poisoned") = HashMap::new();
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.shards
             .iter()

@@ -109,6 +109,14 @@ impl DiskTier {
         }
     }
 
+    /// Forgets every entry and closes every segment file (readers still holding one keep it
+    /// until they finish); the files stay on disk for the next start. The tier is empty after.
+    pub fn close(&self) {
+        let closed = std::mem::take(&mut *self.segments());
+        self.index.clear();
+        drop(closed);
+    }
+
     fn segments(&self) -> std::sync::MutexGuard<'_, Segments> {
         self.segments.lock().expect("segments poisoned")
     }

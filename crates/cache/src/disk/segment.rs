@@ -161,7 +161,7 @@ impl Segment {
     }
 
     /// The same open file under a new id and name (a committed large entry takes a fresh id,
-    /// so eviction and rebuild order it by when it was finished, not begun).
+    /// so eviction and recovery order it by when it was finished, not begun).
     pub fn renamed(&self, dir: &Path, id: u64) -> io::Result<Segment> {
         let path = dir.join(file_name(id, self.kind));
         std::fs::rename(&self.path, &path)?;

@@ -1,6 +1,7 @@
 //! The disk tier's state: the segments that exist, which one takes small entries, which large
 //! ones are still being written, and the bytes they all count against the bound. Held under
-//! one mutex, taken briefly: never across I/O.
+//! one mutex, taken briefly: segment files are created and renamed under it, but no entry is
+//! read or written, and no evicted segment walked or deleted, while it is held.
 
 use super::segment::Segment;
 use std::collections::BTreeMap;
