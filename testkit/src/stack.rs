@@ -130,8 +130,6 @@ struct Wiring {
     origin: Listen,
     shield: Listen,
     edge: Listen,
-    /// Where the shield sends its misses.
-    shield_upstream: SocketAddr,
 }
 
 fn any_port() -> Listen {
@@ -160,10 +158,8 @@ impl Stack {
             origin: any_port(),
             shield: any_port(),
             edge: any_port(),
-            shield_upstream: unbound,
         };
         wiring.origin = stack.add(Tier::Origin, "origin", wiring);
-        wiring.shield_upstream = stack.options.shield_origin.unwrap_or(wiring.origin.traffic);
         wiring.shield = stack.add(Tier::Shield, "shield", wiring);
         wiring.edge = stack.add(Tier::Edge, "edge", wiring);
         let admin = |l: Listen| l.admin.expect("an admin listener");
@@ -182,7 +178,6 @@ impl Stack {
             origin: self.listen_of("origin"),
             shield: self.listen_of("shield"),
             edge: any_port(),
-            shield_upstream: self.options.shield_origin.unwrap_or(self.origin),
         };
         self.add(Tier::Edge, &name, wiring).traffic
     }
@@ -392,7 +387,8 @@ impl Stack {
             timeout = o.origin_timeout,
             shield = w.shield.traffic,
             shield_admin = admin(w.shield),
-            shield_upstream = w.shield_upstream,
+            // Where the shield sends its misses: the origin-adapter, unless the test says.
+            shield_upstream = o.shield_origin.unwrap_or(w.origin.traffic),
             edge = w.edge.traffic,
             edge_admin = admin(w.edge),
             memory = o.memory,

@@ -46,20 +46,14 @@ pub struct Decoration<'a> {
     pub upstream: &'a UpstreamEntries,
 }
 
-impl Decoration<'_> {
+impl<'a> Decoration<'a> {
     /// Writes the headers; returns the `Cache-Status` value sent, if any, for the access log.
     pub fn apply(&self, headers: &mut impl HeaderSink) -> Option<String> {
         let went_upstream = self.outcome.is_none_or(Outcome::went_upstream);
-        let upstream = |entry: &Option<String>| {
-            if went_upstream {
-                entry.clone()
-            } else {
-                None
-            }
-        };
+        let upstream = |entry: &'a Option<String>| entry.as_deref().filter(|_| went_upstream);
         let cache_status = self.outcome.map(|outcome| {
             let own = outcome.entry(self.tier);
-            cache_status::header_value(upstream(&self.upstream.cache_status).as_deref(), &own)
+            cache_status::header_value(upstream(&self.upstream.cache_status), &own)
         });
         if let Some(value) = &cache_status {
             headers.set(cache_status::HEADER, value);
@@ -69,11 +63,8 @@ impl Decoration<'_> {
                 headers.set("age", "0");
             }
         }
-        let timing = server_timing::value(
-            self.tier,
-            self.took,
-            upstream(&self.upstream.server_timing).as_deref(),
-        );
+        let timing =
+            server_timing::value(self.tier, self.took, upstream(&self.upstream.server_timing));
         headers.set(server_timing::HEADER, &timing);
         headers.set(request_id::HEADER, self.request_id);
         cache_status
