@@ -5,7 +5,7 @@ use crate::conditional::Validators;
 use crate::range::{self, RangeRequest};
 use bytes::Bytes;
 use cdn_config::{RoutePolicy, Routes};
-use cdn_http::{object_key, HttpError};
+use cdn_http::{HttpError, Target};
 use cdn_observe::{Metrics, Tier, UpstreamResult};
 use futures::StreamExt;
 use http::header::{
@@ -82,13 +82,13 @@ impl Origin {
             Method::HEAD => true,
             _ => return Err(HttpError::MethodNotAllowed),
         };
-        let path = req.uri().path();
-        let key = object_key(path)?;
-        let policy = self.routes.policy(path).ok_or(HttpError::NoRoute)?;
+        let target = Target::parse(req.uri())?;
+        let policy = self.routes.policy(target.path()).ok_or(HttpError::NoRoute)?;
+        let key = target.object_key();
         if key.is_empty() || key.ends_with('/') {
             return Err(HttpError::NotFound);
         }
-        let location = object_store::path::Path::parse(&key)
+        let location = object_store::path::Path::parse(key)
             .map_err(|_| HttpError::BadRequest("not a valid object key"))?;
         let headers = req.headers();
         let has_range = headers.contains_key(RANGE);

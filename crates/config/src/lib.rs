@@ -137,6 +137,39 @@ pub struct RoutePolicy {
     pub auth_required: bool,
     /// Served past freshness for this long when the upstream fails.
     pub stale_if_error: Duration,
+    /// Whether `ttl` is given to responses that state no freshness of their own.
+    pub heuristic: bool,
+    /// Freshness of a 404 or 410 that states none, so a flood of missing names does not
+    /// become one origin request each.
+    pub negative_ttl: Duration,
+    /// What of the query string is part of the object's name (and forwarded).
+    pub query: QueryPolicy,
+    /// POST, PUT, PATCH and DELETE pass through to the upstream, uncached.
+    pub pass_writes: bool,
+}
+
+/// Which query parameters name an object: the others are neither in the cache key nor
+/// forwarded, so a query can neither split the cache nor flush it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum QueryPolicy {
+    /// The path alone names the object (the default: objects are files).
+    #[default]
+    Ignore,
+    /// The whole query is kept.
+    Keep,
+    /// Only these parameters are kept.
+    Only(Vec<String>),
+}
+
+impl QueryPolicy {
+    /// Whether a parameter of this (decoded) name is kept.
+    pub fn keeps(&self, name: &str) -> bool {
+        match self {
+            QueryPolicy::Ignore => false,
+            QueryPolicy::Keep => true,
+            QueryPolicy::Only(names) => names.iter().any(|n| n == name),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

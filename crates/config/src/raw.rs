@@ -159,6 +159,36 @@ pub(super) struct Route {
     /// How long past its freshness an object may still be served when the upstream fails.
     #[serde(default = "default_stale_if_error")]
     pub stale_if_error: Dur,
+    /// Whether `ttl` is given to responses that state no freshness (heuristic freshness).
+    #[serde(default = "yes")]
+    pub heuristic: bool,
+    /// Freshness of a 404 or 410 that states none.
+    #[serde(default = "default_negative_ttl")]
+    pub negative_ttl: Dur,
+    /// What of the query string names the object: `ignore` (the default), `keep`, or a list of
+    /// parameter names to keep.
+    #[serde(default)]
+    pub query: Query,
+    /// Whether POST, PUT, PATCH and DELETE pass through to the upstream (uncached).
+    #[serde(default)]
+    pub pass_writes: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+pub(super) enum Query {
+    #[default]
+    #[serde(skip)]
+    Unset,
+    Word(QueryWord),
+    Keep(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum QueryWord {
+    Ignore,
+    Keep,
 }
 
 fn yes() -> bool {
@@ -169,6 +199,9 @@ fn default_region() -> String {
 }
 fn default_stale_if_error() -> Dur {
     Dur(std::time::Duration::from_secs(24 * 3600))
+}
+fn default_negative_ttl() -> Dur {
+    Dur(std::time::Duration::from_secs(10))
 }
 fn default_origin_timeout() -> Dur {
     Dur(std::time::Duration::from_secs(10))

@@ -94,9 +94,9 @@ impl Prefix {
         if !text.starts_with('/') {
             return Err(format!("route prefix {text:?} must start with '/'"));
         }
-        if text.contains(['?', '#', '\\', '\0']) || text.split('/').any(|s| s == "..") {
+        if text.contains(['?', '#', '\\', '\0', '%']) || text.split('/').any(|s| s == "..") {
             return Err(format!(
-                "route prefix {text:?} must be a plain path (no '..', '?', '#', '\\')"
+                "route prefix {text:?} must be a plain decoded path (no '..', '?', '#', '\\', '%')"
             ));
         }
         Ok(Prefix(text.to_owned()))

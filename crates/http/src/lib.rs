@@ -1,5 +1,6 @@
 //! What every tier — edge-pop, shield and origin-adapter — decides the same way about a request
-//! over HTTP: which object key a request path names (`path`), and how a request the tier will
+//! over HTTP: the canonical form of a request's target (`target`: the one path and query the route,
+//! the cache key and the object key are taken from), and how a request the tier will
 //! not or cannot serve is answered (`error`: one type, its status code, a fixed short body and
 //! the headers that go with it).
 //!
@@ -7,7 +8,7 @@
 //! parts, so every tier, whatever HTTP library it is built on, gives the same answer.
 
 pub mod error;
-pub mod path;
+pub mod target;
 
 pub use error::{Cause, HttpError};
-pub use path::{object_key, BadPath};
+pub use target::{BadPath, Target};

@@ -1,9 +1,11 @@
-//! The request-filter phase: what a tier refuses before looking at its cache. Every tier
-//! refuses methods other than GET/HEAD, unsafe paths and paths no route covers; then the
-//! tier's own `Gate` has its say (the edge's: auth).
+//! The request-filter phase: what a tier refuses before looking at its cache, all judged on the
+//! request's canonical target (`cdn_http::Target`), never on its raw spelling. Every tier
+//! refuses unsafe targets, paths no route covers, and methods the route does not pass; then
+//! the tier's own `Gate` has its say (the edge's: auth).
 
 use cdn_config::{RoutePolicy, Routes};
-use cdn_http::{object_key, HttpError};
+use cdn_http::{HttpError, Target};
+use http::Method;
 use pingora::http::RequestHeader;
 
 /// What one tier checks of a request beyond what every tier checks, given the route's policy.
@@ -22,18 +24,37 @@ impl Gate for Open {
     }
 }
 
-/// The route policy for a request this tier will serve, or why it won't.
-pub fn admit(
-    req: &RequestHeader,
-    routes: &Routes,
-    gate: &dyn Gate,
-) -> Result<RoutePolicy, HttpError> {
-    if req.method != http::Method::GET && req.method != http::Method::HEAD {
+/// A request this tier will serve: its canonical target, the route's policy, and what names
+/// the object (the cache key, and the path and query sent upstream).
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub target: Target,
+    pub policy: RoutePolicy,
+    /// The canonical path and the query parameters the route keeps, encoded.
+    pub upstream_target: String,
+}
+
+/// The admitted request, or why this tier won't serve it.
+pub fn admit(req: &RequestHeader, routes: &Routes, gate: &dyn Gate) -> Result<Admitted, HttpError> {
+    let target = Target::parse(&req.uri)?;
+    let policy = routes.policy(target.path()).ok_or(HttpError::NoRoute)?;
+    let allowed = match req.method {
+        Method::GET | Method::HEAD => true,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE => policy.pass_writes,
+        _ => false,
+    };
+    if !allowed {
         return Err(HttpError::MethodNotAllowed);
     }
-    let path = req.uri.path();
-    object_key(path)?;
-    let policy = routes.policy(path).ok_or(HttpError::NoRoute)?;
     gate.admit(req, policy)?;
-    Ok(policy.clone())
+    let mut upstream_target = target.encoded_path();
+    if let Some(query) = target.query_kept(|name| policy.query.keeps(name)) {
+        upstream_target.push('?');
+        upstream_target.push_str(&query);
+    }
+    Ok(Admitted {
+        target,
+        policy: policy.clone(),
+        upstream_target,
+    })
 }

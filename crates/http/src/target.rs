@@ -1,0 +1,228 @@
+//! The canonical request target: one form of a request's path and query, computed once per
+//! request at every tier, from which the route, the auth decision, the cache key, the origin key
+//! and the URL sent upstream are all taken. No spelling of a path can reach a route other than
+//! the one its canonical form names, because nothing downstream ever looks at the raw one.
+//!
+//! The path is percent-decoded whole, and refused (400) where decoding could make it mean
+//! something else: `.`/`..` segments and empty segments (raw or encoded), an encoded `/` or
+//! `\` (one answer for both: refused), a raw backslash, invalid UTF-8 (overlong forms
+//! included) and control characters (NUL included). What is left is written back in one
+//! encoding ([`Target::encoded_path`]), so the next tier parses the same target again.
+//!
+//! An absolute-form target (`GET http://host/a HTTP/1.1`, RFC 9112 §3.2.2) is judged by its
+//! path and query: one origin per deployment, the authority does not name another object.
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+
+/// Why a target was refused; always answered 400.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadPath(pub &'static str);
+
+impl From<BadPath> for crate::HttpError {
+    fn from(bad: BadPath) -> Self {
+        crate::HttpError::BadRequest(bad.0)
+    }
+}
+
+/// Bytes written percent-encoded in a canonical path: everything but RFC 3986's unreserved
+/// characters, sub-delims, `:`, `@` and `/`.
+const PATH_ESCAPES: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// A request's target in canonical form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Decoded, starting with `/`.
+    path: String,
+    /// As sent, without the `?`; `None` when absent or empty.
+    query: Option<String>,
+}
+
+impl Target {
+    /// The canonical form of a request target (origin-form or absolute-form).
+    pub fn parse(uri: &http::Uri) -> Result<Target, BadPath> {
+        let query = uri.query().filter(|q| !q.is_empty()).map(str::to_owned);
+        Ok(Target {
+            path: decode_path(uri.path())?,
+            query,
+        })
+    }
+
+    /// The decoded path, as routes are matched against it.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The object key: the decoded path without its leading `/`.
+    pub fn object_key(&self) -> &str {
+        &self.path[1..]
+    }
+
+    /// The query as the client sent it (no `?`), if any.
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+
+    /// The path in the one encoding every tier sends upstream.
+    pub fn encoded_path(&self) -> String {
+        utf8_percent_encode(&self.path, PATH_ESCAPES).to_string()
+    }
+
+    /// The query's parameters that `keep` accepts (by decoded name), in the order sent; empty
+    /// parameters dropped. `None` when nothing is kept.
+    pub fn query_kept(&self, keep: impl Fn(&str) -> bool) -> Option<String> {
+        let query = self.query.as_deref()?;
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|param| !param.is_empty())
+            .filter(|param| {
+                let name = param.split_once('=').map_or(*param, |(name, _)| name);
+                keep(&percent_decode_str(name).decode_utf8_lossy())
+            })
+            .collect();
+        (!kept.is_empty()).then(|| kept.join("&"))
+    }
+}
+
+fn decode_path(path: &str) -> Result<String, BadPath> {
+    if !path.starts_with('/') {
+        return Err(BadPath("path must start with '/'"));
+    }
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") {
+        return Err(BadPath("encoded slash in path"));
+    }
+    let decoded = percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| BadPath("path is not UTF-8"))?;
+    if decoded.chars().any(char::is_control) {
+        return Err(BadPath("control character in path"));
+    }
+    if decoded.contains('\\') {
+        return Err(BadPath("backslash in path"));
+    }
+    if decoded[1..].split('/').any(|s| s == ".." || s == ".") {
+        return Err(BadPath("dot segment in path"));
+    }
+    if decoded.contains("//") {
+        return Err(BadPath("empty segment in path"));
+    }
+    Ok(decoded.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(s: &str) -> Result<Target, BadPath> {
+        Target::parse(&s.parse::<http::Uri>().expect("a URI"))
+    }
+
+    fn object_key(path: &str) -> Result<String, BadPath> {
+        decode_path(path).map(|p| p[1..].to_owned())
+    }
+
+    fn check(path: &str, expected: Result<&str, &str>) {
+        match (object_key(path), expected) {
+            (Ok(k), Ok(e)) => assert_eq!(k, e, "{path}"),
+            (Err(BadPath(g)), Err(e)) => assert_eq!(g, e, "{path}"),
+            (g, e) => panic!("{path}: got {g:?}, expected {e:?}"),
+        }
+    }
+
+    #[test]
+    fn keys() {
+        check(
+            "/npm/left-pad/-/left-pad-1.3.0.tgz",
+            Ok("npm/left-pad/-/left-pad-1.3.0.tgz"),
+        );
+        check("/a%20b.txt", Ok("a b.txt"));
+        check("/npm/@scope/pkg", Ok("npm/@scope/pkg"));
+        check("/", Ok(""));
+    }
+
+    #[test]
+    fn every_spelling_of_one_path_is_one_target() {
+        let canonical = target("/private/secret.txt").unwrap();
+        for spelling in [
+            "/%70rivate/secret.txt",
+            "/%70%72%69%76%61%74%65/secret.txt",
+            "/priv%61te/secret.txt",
+            "/private/secret%2etxt",
+            "/private/secret%2Etxt",
+            "/%70rivate/s%65cret.txt",
+            "http://example.com/private/secret.txt",
+            "http://other.example:81/%70rivate/secret.txt",
+            "/private/secret.txt?",
+        ] {
+            assert_eq!(target(spelling).as_ref(), Ok(&canonical), "{spelling}");
+        }
+    }
+
+    #[test]
+    fn encoded_path_round_trips() {
+        for path in ["/a%20b.txt", "/100%25.txt", "/q%3Fx", "/h%23y", "/caf%C3%A9", "/@s/p:1"] {
+            let t = target(path).unwrap();
+            let again = target(&t.encoded_path()).unwrap();
+            assert_eq!(again, t, "{path} -> {}", t.encoded_path());
+        }
+        assert_eq!(target("/a%20b").unwrap().encoded_path(), "/a%20b");
+        assert_eq!(target("/%7euser").unwrap().encoded_path(), "/~user");
+        assert_eq!(target("/100%25").unwrap().encoded_path(), "/100%25");
+    }
+
+    #[test]
+    fn queries_kept_by_name() {
+        let t = target("/a?b=1&&utm=x&a=2&b%3d=3").unwrap();
+        assert_eq!(t.query(), Some("b=1&&utm=x&a=2&b%3d=3"));
+        assert_eq!(t.query_kept(|_| false), None);
+        assert_eq!(t.query_kept(|n| n == "b"), Some("b=1".into()));
+        assert_eq!(
+            t.query_kept(|_| true),
+            Some("b=1&utm=x&a=2&b%3d=3".into())
+        );
+        assert_eq!(target("/a").unwrap().query_kept(|_| true), None);
+    }
+
+    #[test]
+    fn traversal_in_every_spelling() {
+        check("/../etc/passwd", Err("dot segment in path"));
+        check("/a/../../etc/passwd", Err("dot segment in path"));
+        check("/%2e%2e/etc/passwd", Err("dot segment in path"));
+        check("/%2E%2E/etc/passwd", Err("dot segment in path"));
+        check("/.%2e/etc/passwd", Err("dot segment in path"));
+        check("/a/./b", Err("dot segment in path"));
+        check("/a/%2e/b", Err("dot segment in path"));
+        check("/a/.", Err("dot segment in path"));
+        check("/..%2fetc%2fpasswd", Err("encoded slash in path"));
+        check("/..%2Fetc", Err("encoded slash in path"));
+        check("/private%2Fsecret.txt", Err("encoded slash in path"));
+        check("/..%5cetc", Err("encoded slash in path"));
+        check("/..%5Cetc", Err("encoded slash in path"));
+        check("/..\\etc\\passwd", Err("backslash in path"));
+        check("/a%00b", Err("control character in path"));
+        check("/a\0b", Err("control character in path"));
+        check("/a%0d%0aSet-Cookie:x", Err("control character in path"));
+        check("/a//b", Err("empty segment in path"));
+        check("//private/secret.txt", Err("empty segment in path"));
+        check("/%ff", Err("path is not UTF-8"));
+        check("/%c0%af", Err("path is not UTF-8"));
+        check("/%C0%AE%C0%AE/etc", Err("path is not UTF-8"));
+        check("/%e0%80%af", Err("path is not UTF-8"));
+        check("relative", Err("path must start with '/'"));
+    }
+}
