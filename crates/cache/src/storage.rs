@@ -14,7 +14,7 @@ use crate::memory::MemoryTier;
 use crate::meta::Meta;
 use crate::miss::MissWriter;
 use async_trait::async_trait;
-use pingora_cache::key::CacheHashKey;
+use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::storage::{HitHandler, MissHandler, PurgeOutcome, PurgeTarget};
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::{CacheKey, CacheMeta, PurgeType, Storage};
@@ -36,6 +36,13 @@ impl HybridStorage {
             fills: Fills::default(),
             next_write_id: AtomicU64::new(1),
         }
+    }
+
+    /// Drops what is stored or filling under a key (its combined hash); whether anything was.
+    pub fn invalidate(&self, key: HashBinary) -> bool {
+        let filling = self.fills.purge(&key);
+        let stored = self.hybrid.remove(&key);
+        filling || stored
     }
 
     pub fn usage(&self) -> Usage {
@@ -118,10 +125,7 @@ impl Storage for HybridStorage {
         _kind: PurgeType,
         _trace: &SpanHandle,
     ) -> Result<PurgeOutcome> {
-        let hash = target.key().combined_bin();
-        let filling = self.fills.purge(&hash);
-        let stored = self.hybrid.remove(&hash);
-        Ok(if filling || stored {
+        Ok(if self.invalidate(target.key().combined_bin()) {
             PurgeOutcome::Purged(None)
         } else {
             PurgeOutcome::NotFound

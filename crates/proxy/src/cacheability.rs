@@ -1,62 +1,234 @@
-//! Whether and for how long a tier stores a response: HTTP caching rules first (RFC 9111:
-//! `no-store`, `private`, `s-maxage`/`max-age`), the route's TTL when the response says
-//! nothing, and the upstream's `Age` counted so a copy never outlives the origin's intent.
+//! Whether and for how long a tier stores a response, by RFC 9111 where a shared cache must
+//! obey it, and by the route where the response leaves the choice to the cache:
+//!
+//! - the directives are `CDN-Cache-Control`'s when the response has one (RFC 9213: aimed at
+//!   the CDN, it overrides `Cache-Control` here), else `Cache-Control`'s;
+//! - `no-store`, `private`, `Vary: *` and a request with `Authorization` (unless `public`,
+//!   `s-maxage` or `must-revalidate` allow it, §3.5) are not stored; `Set-Cookie` and the
+//!   fields named by `private=`/`no-cache=` are never part of a stored copy;
+//! - freshness: `s-maxage`, `max-age`, `Expires` − `Date`, in that order; `no-cache` stores
+//!   the copy but revalidates it on every use; a response that states nothing gets the route's
+//!   `ttl` (or `negative_ttl` for 404/410) if the route allows heuristic freshness and its
+//!   status is cacheable by default (RFC 9110 §15.1);
+//! - a copy's age starts at what it already had upstream (`Age`, or the time since its `Date`
+//!   if that is more), so it never outlives the origin's intent through two tiers;
+//! - `must-revalidate`, `proxy-revalidate`, `s-maxage` and `no-cache` close the stale-if-error
+//!   window the route would give.
 
 use cdn_config::RoutePolicy;
-use pingora::cache::cache_control::{CacheControl, Cacheable, InterpretCacheControl};
+use pingora::cache::cache_control::{CacheControl, InterpretCacheControl};
 use pingora::cache::{CacheMeta, NoCacheReason, RespCacheable};
 use pingora::http::ResponseHeader;
 use std::time::{Duration, SystemTime};
 
-pub fn decide(resp: &ResponseHeader, policy: &RoutePolicy) -> RespCacheable {
+pub const CDN_CACHE_CONTROL: &str = "cdn-cache-control";
+
+/// Statuses a cache may store without explicit freshness (RFC 9110 §15.1), less 206: only
+/// whole objects are stored.
+const HEURISTIC_STATUSES: [u16; 11] = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
+
+/// The directives that govern this tier's caching of a response.
+pub fn directives(resp: &ResponseHeader) -> Option<CacheControl> {
+    CacheControl::from_resp_headers_named(CDN_CACHE_CONTROL, resp)
+        .or_else(|| CacheControl::from_resp_headers(resp))
+}
+
+pub fn decide(
+    resp: &ResponseHeader,
+    policy: &RoutePolicy,
+    authorization: bool,
+) -> RespCacheable {
+    decide_at(resp, policy, authorization, SystemTime::now())
+}
+
+fn decide_at(
+    resp: &ResponseHeader,
+    policy: &RoutePolicy,
+    authorization: bool,
+    now: SystemTime,
+) -> RespCacheable {
+    let no = |why: &'static str| RespCacheable::Uncacheable(NoCacheReason::Custom(why));
     if !policy.cacheable {
-        return RespCacheable::Uncacheable(NoCacheReason::Custom("route is not cached"));
+        return no("route is not cached");
     }
-    // Only whole objects are stored; 206, 304, errors and redirects pass through.
-    if resp.status != http::StatusCode::OK {
-        return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
+    let status = resp.status.as_u16();
+    if status == 206 || status == 304 || status < 200 {
+        return no("not a whole response");
     }
-    let cc = CacheControl::from_resp_headers(resp);
-    let lifetime = match &cc {
-        Some(cc) if matches!(cc.is_cacheable(), Cacheable::No) || cc.no_cache() => {
-            return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache)
-        }
-        Some(cc) => cc.fresh_duration().unwrap_or(policy.ttl),
-        None => policy.ttl,
-    };
-    let age = resp
+    let cc = directives(resp);
+    if cc.as_ref().is_some_and(|cc| cc.no_store() || cc.private()) {
+        return no("no-store or private");
+    }
+    if authorization
+        && !cc
+            .as_ref()
+            .is_some_and(InterpretCacheControl::allow_caching_authorized_req)
+    {
+        return no("request carried Authorization");
+    }
+    if resp
         .headers
-        .get(http::header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs);
-    let now = SystemTime::now();
-    let route_stale = u32::try_from(policy.stale_if_error.as_secs()).unwrap_or(u32::MAX);
-    let (stale_while_revalidate, stale_if_error) = cc.as_ref().map_or((0, route_stale), |cc| {
-        let secs =
-            |d: Option<Duration>| d.map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
-        (
-            secs(cc.serve_stale_while_revalidate_duration()),
-            secs(cc.serve_stale_if_error_duration()).max(route_stale),
-        )
-    });
+        .get_all(http::header::VARY)
+        .iter()
+        .any(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii() == b"*"))
+    {
+        return no("Vary: *");
+    }
+
+    let no_cache = cc.as_ref().is_some_and(CacheControl::no_cache);
+    let date = http_date(resp, http::header::DATE);
+    let explicit = if no_cache {
+        Some(Duration::ZERO)
+    } else {
+        cc.as_ref()
+            .and_then(InterpretCacheControl::fresh_duration)
+            .or_else(|| expires_lifetime(resp, date.unwrap_or(now)))
+    };
+    let lifetime = match explicit {
+        Some(lifetime) => lifetime,
+        None if !policy.heuristic => return no("no explicit freshness"),
+        None if status == 404 || status == 410 => policy.negative_ttl,
+        None if HEURISTIC_STATUSES.contains(&status)
+            || cc.as_ref().is_some_and(CacheControl::public) =>
+        {
+            policy.ttl
+        }
+        None => return no("status not cacheable by default"),
+    };
+    let validators =
+        resp.headers.contains_key(http::header::ETAG) || resp.headers.contains_key("last-modified");
+    if lifetime.is_zero() && !validators {
+        return no("stale on arrival and cannot be revalidated");
+    }
+
+    let age = initial_age(resp, date, now);
+    let route_stale = secs(policy.stale_if_error);
+    let (stale_while_revalidate, stale_if_error) = match &cc {
+        _ if no_cache => (0, 0),
+        Some(cc) => (
+            cc.serve_stale_while_revalidate_duration().map_or(0, secs),
+            cc.serve_stale_if_error_duration().map_or(route_stale, secs),
+        ),
+        None => (0, route_stale),
+    };
     let mut header = resp.clone();
     if let Some(cc) = &cc {
         cc.strip_private_headers(&mut header);
     }
-    // Created `age` ago, so the Age this tier sends on hits includes the upstream's.
+    header.remove_header(&http::header::SET_COOKIE);
+    header.remove_header(&http::header::AGE);
+    let created = now.checked_sub(age).unwrap_or(now);
     RespCacheable::Cacheable(CacheMeta::new(
-        now + lifetime.saturating_sub(age),
-        now.checked_sub(age).unwrap_or(now),
+        created + lifetime,
+        created,
         stale_while_revalidate,
         stale_if_error,
         header,
     ))
 }
 
+/// Whether a stored response may answer a request that carries `Authorization` (§3.5).
+pub fn serves_authorized(meta: &CacheMeta) -> bool {
+    directives(meta.response_header())
+        .as_ref()
+        .is_some_and(InterpretCacheControl::allow_caching_authorized_req)
+}
+
+/// The stored response's header updated with a 304's fields (RFC 9111 §4.3.4), except those
+/// that describe the 304's own message rather than the stored one.
+pub fn merge_not_modified(stored: &ResponseHeader, not_modified: &ResponseHeader) -> ResponseHeader {
+    const OWN: [&str; 10] = [
+        "content-length",
+        "content-range",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "content-encoding",
+    ];
+    let mut merged = stored.clone();
+    let names: Vec<_> = not_modified
+        .headers
+        .keys()
+        .filter(|name| !OWN.contains(&name.as_str()))
+        .cloned()
+        .collect();
+    for name in names {
+        merged.remove_header(&name);
+        for value in not_modified.headers.get_all(&name) {
+            // Values come from a parsed header map: appending them again cannot fail.
+            let _ = merged.append_header(name.clone(), value.clone());
+        }
+    }
+    merged
+}
+
+/// Removes the fields a response's `Connection` lists (RFC 9110 §7.6.1): they were meant for
+/// the hop that sent it, so they are neither stored nor forwarded.
+pub fn drop_connection_fields(resp: &mut ResponseHeader) {
+    let listed: Vec<String> = resp
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty() && name != "close" && name != "keep-alive")
+        .collect();
+    for name in listed {
+        resp.remove_header(name.as_str());
+    }
+}
+
+/// How old a response already is on arrival (RFC 9111 §4.2.3, with no transit delay counted):
+/// its `Age`, or the time since its `Date` if that is more.
+fn initial_age(resp: &ResponseHeader, date: Option<SystemTime>, now: SystemTime) -> Duration {
+    let age_value = resp
+        .headers
+        .get(http::header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_secs);
+    let apparent = date
+        .and_then(|d| now.duration_since(d).ok())
+        .unwrap_or_default();
+    age_value.max(apparent)
+}
+
+/// `Expires` − `Date`: one valid `Expires`, or already stale (an invalid one means the past).
+fn expires_lifetime(resp: &ResponseHeader, date: SystemTime) -> Option<Duration> {
+    let mut all = resp.headers.get_all(http::header::EXPIRES).iter();
+    let first = all.next()?;
+    if all.next().is_some() {
+        return Some(Duration::ZERO);
+    }
+    let expires = first
+        .to_str()
+        .ok()
+        .and_then(|v| httpdate::parse_http_date(v.trim()).ok());
+    Some(expires.map_or(Duration::ZERO, |e| {
+        e.duration_since(date).unwrap_or_default()
+    }))
+}
+
+fn http_date(resp: &ResponseHeader, name: http::header::HeaderName) -> Option<SystemTime> {
+    resp.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v.trim()).ok())
+}
+
+fn secs(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cdn_config::QueryPolicy;
 
     fn policy(cacheable: bool) -> RoutePolicy {
         RoutePolicy {
@@ -64,70 +236,176 @@ mod tests {
             cacheable,
             auth_required: false,
             stale_if_error: Duration::from_secs(60),
+            heuristic: true,
+            negative_ttl: Duration::from_secs(10),
+            query: QueryPolicy::Ignore,
+            pass_writes: false,
         }
     }
 
-    fn resp(status: u16, headers: &[(&'static str, &'static str)]) -> ResponseHeader {
+    fn resp(status: u16, headers: &[(&'static str, &str)]) -> ResponseHeader {
         let mut r = ResponseHeader::build(status, None).unwrap();
         for (k, v) in headers {
-            r.insert_header(*k, *v).unwrap();
+            r.append_header(*k, v.to_string()).unwrap();
         }
         r
     }
 
-    fn fresh_secs(c: &RespCacheable) -> Option<u64> {
+    fn fresh_secs(c: &RespCacheable, now: SystemTime) -> Option<i64> {
         match c {
-            RespCacheable::Cacheable(meta) => {
-                let left = meta
-                    .fresh_until()
-                    .duration_since(SystemTime::now())
-                    .unwrap_or_default();
-                Some((left.as_millis() as u64 + 500) / 1000)
-            }
+            RespCacheable::Cacheable(meta) => Some(match meta.fresh_until().duration_since(now) {
+                Ok(left) => left.as_secs() as i64,
+                Err(e) => -(e.duration().as_secs() as i64),
+            }),
             RespCacheable::Uncacheable(_) => None,
         }
     }
 
+    fn fresh(status: u16, headers: &[(&'static str, &str)]) -> Option<i64> {
+        let now = SystemTime::now();
+        fresh_secs(&decide_at(&resp(status, headers), &policy(true), false, now), now)
+    }
+
     #[test]
-    fn http_rules_then_route_ttl() {
-        let p = policy(true);
-        assert_eq!(fresh_secs(&decide(&resp(200, &[]), &p)), Some(600));
+    fn explicit_freshness_in_order() {
+        assert_eq!(fresh(200, &[]), Some(600), "route ttl when nothing is said");
+        assert_eq!(fresh(200, &[("cache-control", "max-age=60")]), Some(60));
         assert_eq!(
-            fresh_secs(&decide(&resp(200, &[("cache-control", "max-age=60")]), &p)),
-            Some(60)
-        );
-        assert_eq!(
-            fresh_secs(&decide(
-                &resp(200, &[("cache-control", "max-age=60, s-maxage=30")]),
-                &p
-            )),
+            fresh(200, &[("cache-control", "max-age=60, s-maxage=30")]),
             Some(30)
         );
-        let aged = decide(
+        let now = SystemTime::now();
+        let date = httpdate::fmt_http_date(now);
+        let in_90 = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        let by_expires = fresh(200, &[("date", &date), ("expires", &in_90)]).unwrap();
+        assert!((89..=90).contains(&by_expires), "{by_expires}");
+        assert!(fresh(200, &[("expires", "0"), ("etag", "\"x\"")]).unwrap() <= 0);
+        assert_eq!(
+            fresh(
+                200,
+                &[("cache-control", "max-age=5"), ("cdn-cache-control", "max-age=50")]
+            ),
+            Some(50),
+            "CDN-Cache-Control wins"
+        );
+        assert_eq!(
+            fresh(
+                200,
+                &[("cache-control", "max-age=5"), ("cdn-cache-control", "no-store")]
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn age_from_upstream_counts() {
+        assert_eq!(fresh(200, &[("cache-control", "max-age=60"), ("age", "50")]), Some(10));
+        let now = SystemTime::now();
+        let aged = decide_at(
             &resp(200, &[("cache-control", "max-age=60"), ("age", "50")]),
-            &p,
+            &policy(true),
+            false,
+            now,
         );
-        assert_eq!(fresh_secs(&aged), Some(10));
-        if let RespCacheable::Cacheable(meta) = &aged {
-            assert!(
-                meta.age() >= Duration::from_secs(50),
-                "age carried into the stored copy"
-            );
+        let RespCacheable::Cacheable(meta) = aged else {
+            panic!("stored")
+        };
+        assert!(meta.age() >= Duration::from_secs(50));
+        assert!(meta.response_header().headers.get("age").is_none());
+        let an_hour_ago = httpdate::fmt_http_date(now - Duration::from_secs(3600));
+        assert!(
+            fresh(200, &[("cache-control", "max-age=3000"), ("date", &an_hour_ago)]).unwrap() < 0,
+            "the time since Date counts"
+        );
+    }
+
+    #[test]
+    fn what_a_shared_cache_must_not_store() {
+        for cc in ["no-store", "private", "no-store, max-age=60"] {
+            assert_eq!(fresh(200, &[("cache-control", cc)]), None, "{cc}");
         }
+        assert_eq!(fresh(200, &[("vary", "accept, *")]), None);
+        assert_eq!(fresh(206, &[]), None);
+        assert_eq!(fresh(500, &[]), None);
+        assert_eq!(fresh(302, &[]), None, "not cacheable by default");
+        assert_eq!(fresh(302, &[("cache-control", "max-age=60")]), Some(60));
+        assert_eq!(fresh(404, &[]), Some(10), "negative ttl");
+        assert_eq!(fresh(200, &[("cache-control", "no-cache")]), None, "no validator");
         assert_eq!(
-            fresh_secs(&decide(&resp(200, &[("cache-control", "no-store")]), &p)),
-            None
+            fresh(200, &[("cache-control", "no-cache"), ("etag", "\"v\"")]),
+            Some(0),
+            "stored, revalidated on every use"
         );
-        assert_eq!(
-            fresh_secs(&decide(&resp(200, &[("cache-control", "private")]), &p)),
-            None
+        let now = SystemTime::now();
+        let p = policy(false);
+        assert!(matches!(
+            decide_at(&resp(200, &[]), &p, false, now),
+            RespCacheable::Uncacheable(_)
+        ));
+        let mut no_heuristic = policy(true);
+        no_heuristic.heuristic = false;
+        assert!(matches!(
+            decide_at(&resp(200, &[]), &no_heuristic, false, now),
+            RespCacheable::Uncacheable(_)
+        ));
+    }
+
+    #[test]
+    fn authorization_needs_permission() {
+        let now = SystemTime::now();
+        let p = policy(true);
+        for (cc, stored) in [
+            ("max-age=60", false),
+            ("public, max-age=60", true),
+            ("s-maxage=60", true),
+            ("must-revalidate, max-age=60", true),
+        ] {
+            let c = decide_at(&resp(200, &[("cache-control", cc)]), &p, true, now);
+            assert_eq!(matches!(c, RespCacheable::Cacheable(_)), stored, "{cc}");
+        }
+    }
+
+    #[test]
+    fn stored_copy_leaves_out_cookies_and_private_fields() {
+        let now = SystemTime::now();
+        let c = decide_at(
+            &resp(
+                200,
+                &[
+                    ("cache-control", "max-age=60, private=\"x-user\""),
+                    ("set-cookie", "a=b"),
+                    ("x-user", "u"),
+                    ("x-kept", "k"),
+                ],
+            ),
+            &policy(true),
+            false,
+            now,
         );
-        assert_eq!(
-            fresh_secs(&decide(&resp(200, &[("cache-control", "no-cache")]), &p)),
-            None
-        );
-        assert_eq!(fresh_secs(&decide(&resp(404, &[]), &p)), None);
-        assert_eq!(fresh_secs(&decide(&resp(206, &[]), &p)), None);
-        assert_eq!(fresh_secs(&decide(&resp(200, &[]), &policy(false))), None);
+        let RespCacheable::Cacheable(meta) = c else {
+            panic!("stored")
+        };
+        let h = &meta.response_header().headers;
+        assert!(h.get("set-cookie").is_none() && h.get("x-user").is_none());
+        assert_eq!(h.get("x-kept").unwrap(), "k");
+    }
+
+    #[test]
+    fn revalidate_directives_close_stale_if_error() {
+        let now = SystemTime::now();
+        for (cc, window) in [
+            ("max-age=60", 60),
+            ("max-age=60, stale-if-error=300", 300),
+            ("max-age=60, must-revalidate", 0),
+            ("max-age=60, proxy-revalidate", 0),
+            ("s-maxage=60", 0),
+        ] {
+            let RespCacheable::Cacheable(meta) =
+                decide_at(&resp(200, &[("cache-control", cc)]), &policy(true), false, now)
+            else {
+                panic!("{cc} stored")
+            };
+            assert_eq!(meta.stale_if_error_sec(), window, "{cc}");
+        }
     }
 }

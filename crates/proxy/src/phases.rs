@@ -1,7 +1,7 @@
 //! The caching proxy's `impl ProxyHttp`: each Pingora phase in the order Pingora calls it,
 //! dispatching to the module that owns the decision (see the table in `lib.rs`).
 
-use crate::admission::{self, Gate};
+use crate::admission::{self, Admitted, Gate};
 use crate::cacheability;
 use crate::outcome;
 use crate::respond::{self, Headers};
@@ -9,13 +9,17 @@ use crate::upstream::Upstreams;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cdn_cache::HybridStorage;
-use cdn_config::{ProxyConfig, RoutePolicy, Routes};
+use cdn_config::{ProxyConfig, Routes};
 use cdn_observe::access::Access;
 use cdn_observe::decorate::UpstreamEntries;
 use cdn_observe::{cache_status, request_id, server_timing};
 use cdn_observe::{Decoration, Metrics, Outcome, Tier, UpstreamResult};
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
-use pingora::cache::{CacheKey, NoCacheReason, RespCacheable};
+use pingora::cache::key::{CacheHashKey, HashBinary};
+use pingora::cache::{
+    CacheKey, CacheMeta, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable,
+    VarianceBuilder,
+};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -80,7 +84,12 @@ impl TierProxy {
 pub struct Ctx {
     started: Instant,
     request_id: String,
-    policy: Option<RoutePolicy>,
+    /// The canonical target and its route, once the request is admitted.
+    admitted: Option<Admitted>,
+    /// The request carries `Authorization` (RFC 9111 §3.5).
+    authorization: bool,
+    /// The upstream's 304 to a revalidation, whose fields update the stored copy's.
+    not_modified: Option<Box<ResponseHeader>>,
     /// Caching was enabled for this request.
     looked_up: bool,
     attempts: usize,
@@ -102,7 +111,9 @@ impl ProxyHttp for TierProxy {
         Ctx {
             started: Instant::now(),
             request_id: String::new(),
-            policy: None,
+            admitted: None,
+            authorization: false,
+            not_modified: None,
             looked_up: false,
             attempts: 0,
             upstream_started: None,
@@ -113,6 +124,13 @@ impl ProxyHttp for TierProxy {
         }
     }
 
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        // Requests pipelined on one connection are answered in order (RFC 9112 §9.3.2), not
+        // dropped with the connection.
+        session.downstream_session.set_pipelining_enabled(true);
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let incoming = session
             .req_header()
@@ -120,9 +138,13 @@ impl ProxyHttp for TierProxy {
             .get(request_id::HEADER)
             .map(|v| v.as_bytes());
         ctx.request_id = request_id::pick(incoming, self.trust_request_id);
+        ctx.authorization = session
+            .req_header()
+            .headers
+            .contains_key(http::header::AUTHORIZATION);
         match admission::admit(session.req_header(), &self.routes, self.gate.as_ref()) {
-            Ok(policy) => {
-                ctx.policy = Some(policy);
+            Ok(admitted) => {
+                ctx.admitted = Some(admitted);
                 Ok(false)
             }
             Err(refused) => {
@@ -133,7 +155,9 @@ impl ProxyHttp for TierProxy {
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        if ctx.policy.as_ref().is_some_and(|p| p.cacheable) {
+        let method = &session.req_header().method;
+        let reads = method == http::Method::GET || method == http::Method::HEAD;
+        if reads && ctx.admitted.as_ref().is_some_and(|a| a.policy.cacheable) {
             session
                 .cache
                 .enable(self.storage, None, None, Some(self.lock), None);
@@ -143,11 +167,65 @@ impl ProxyHttp for TierProxy {
         Ok(())
     }
 
-    /// One origin per deployment: the key is the path and query, whatever the Host.
-    fn cache_key_callback(&self, session: &Session, _ctx: &mut Ctx) -> Result<CacheKey> {
-        let uri = &session.req_header().uri;
-        let primary = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
-        Ok(CacheKey::new(primary, ""))
+    /// One origin per deployment: the key is the canonical target (path and the query the
+    /// route keeps), whatever the Host; never a credential. Variants (`Vary`) are told apart
+    /// by `cache_vary_filter`.
+    fn cache_key_callback(&self, _session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
+        let admitted = ctx.admitted.as_ref().ok_or_else(|| {
+            Error::explain(pingora::ErrorType::InternalError, "cache key before admission")
+        })?;
+        Ok(CacheKey::new(admitted.upstream_target.as_str(), ""))
+    }
+
+    /// The variant a request asks for: the values of the request fields the stored response's
+    /// `Vary` names (names lower-cased and sorted, so the order they are listed in is moot).
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut Ctx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        let mut names: Vec<String> = meta
+            .headers()
+            .get_all(http::header::VARY)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|name| name.trim().to_ascii_lowercase())
+            .filter(|name| !name.is_empty())
+            .collect();
+        if names.is_empty() {
+            return None;
+        }
+        names.sort();
+        names.dedup();
+        let mut variance = VarianceBuilder::new();
+        for name in names {
+            let value: Vec<u8> = req
+                .headers
+                .get_all(name.as_str())
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect::<Vec<_>>()
+                .join(&b","[..]);
+            variance.add_owned_name_value(name, value);
+        }
+        variance.finalize()
+    }
+
+    /// A request with `Authorization` is not answered from a copy unless the copy allows it.
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        _is_fresh: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<ForcedFreshness>> {
+        if ctx.authorization && !cacheability::serves_authorized(meta) {
+            return Ok(Some(ForcedFreshness::ForceMiss));
+        }
+        Ok(None)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -179,6 +257,13 @@ impl ProxyHttp for TierProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         req.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        if let Some(admitted) = &ctx.admitted {
+            // The next tier gets the canonical target, so it decides exactly as this one did.
+            let uri = admitted.upstream_target.parse::<http::Uri>().map_err(|e| {
+                Error::because(pingora::ErrorType::InternalError, "canonical target", e)
+            })?;
+            req.set_uri(uri);
+        }
         Ok(())
     }
 
@@ -188,10 +273,19 @@ impl ProxyHttp for TierProxy {
         resp: &ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<RespCacheable> {
-        let Some(policy) = &ctx.policy else {
+        let Some(admitted) = &ctx.admitted else {
             return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
         };
-        let decision = cacheability::decide(resp, policy);
+        let decision = match ctx.not_modified.take() {
+            // Revalidated: the stored fields updated with the 304's (RFC 9111 §4.3.4),
+            // its `Age` included, so the copy's age is the upstream's copy's.
+            Some(not_modified) => cacheability::decide(
+                &cacheability::merge_not_modified(resp, &not_modified),
+                &admitted.policy,
+                ctx.authorization,
+            ),
+            None => cacheability::decide(resp, &admitted.policy, ctx.authorization),
+        };
         if let RespCacheable::Cacheable(meta) = &decision {
             ctx.outcome.stored = true;
             ctx.outcome.fresh_until = Some(meta.fresh_until());
@@ -218,6 +312,10 @@ impl ProxyHttp for TierProxy {
         ctx.upstream.cache_status = take(resp, cache_status::HEADER);
         ctx.upstream.server_timing = take(resp, server_timing::HEADER);
         resp.remove_header(request_id::HEADER);
+        cacheability::drop_connection_fields(resp);
+        if resp.status == http::StatusCode::NOT_MODIFIED {
+            ctx.not_modified = Some(Box::new(resp.clone()));
+        }
         ctx.outcome.fwd_status = Some(resp.status.as_u16());
         if let Some(started) = ctx.upstream_started {
             self.metrics.upstream_first_byte(started.elapsed());
@@ -254,6 +352,19 @@ impl ProxyHttp for TierProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         outcome::settle(session, &mut ctx.outcome, ctx.looked_up);
+        if self.tier == Tier::Edge {
+            // Aimed at the CDN's tiers (RFC 9213): clients never see it.
+            resp.remove_header(cacheability::CDN_CACHE_CONTROL);
+        }
+        let method = &session.req_header().method;
+        if !method.is_safe() && (resp.status.is_success() || resp.status.is_redirection()) {
+            // An unsafe method that succeeded invalidates the stored copies of its target
+            // (RFC 9111 §4.4).
+            if let Some(admitted) = &ctx.admitted {
+                let key = CacheKey::new(admitted.upstream_target.as_str(), "");
+                self.storage.invalidate(key.combined_bin());
+            }
+        }
         ctx.cache_status = self.decoration(ctx).apply(&mut Headers(resp));
         Ok(())
     }
@@ -288,7 +399,10 @@ impl ProxyHttp for TierProxy {
             tier: self.tier,
             request_id: &ctx.request_id,
             method: req.method.as_str(),
-            path: req.uri.path(),
+            path: ctx
+                .admitted
+                .as_ref()
+                .map_or(req.uri.path(), |a| a.target.path()),
             status,
             bytes: session.body_bytes_sent(),
             took: ctx.started.elapsed(),
