@@ -7,11 +7,12 @@
 //! - Store: a small object goes to memory and to disk (write-through, so memory eviction never
 //!   loses an object that is on disk); a large one is committed on disk by its writer, and any
 //!   older copy leaves the memory tier so it cannot shadow it.
-//! - A meta update (after a 304) rewrites a small object with the new meta; a large one is
-//!   dropped and refetched next time (its body is not copied to change a header).
+//! - A meta update (after a 304) rewrites a small object with the new meta; a large one has
+//!   its meta rewritten in place on disk, its body neither read nor copied (`disk::rewrite`);
+//!   if the new meta does not fit there, it is dropped and refetched next time.
 
 use crate::disk::DiskUsage;
-use crate::disk::{DiskTier, Found};
+use crate::disk::{DiskTier, Found, LargeBody, Rewrite};
 use crate::hit::Hit;
 use crate::memory::MemoryTier;
 use crate::meta::Meta;
@@ -119,26 +120,31 @@ impl Hybrid {
 
     /// Gives the stored body of `key` the meta of a 304; whether there was one to update.
     pub async fn update_meta(&self, key: HashBinary, meta: &CacheMeta) -> Result<bool> {
-        let stored = match self.memory.as_ref().and_then(|m| m.get(&key)) {
-            Some(object) => Some(object),
+        let meta = Meta::of(meta)?;
+        let old = match self.memory.as_ref().and_then(|m| m.get(&key)) {
+            Some(object) => object,
             None => match self.on_disk(key).await? {
                 Some((_, Found::Small { meta, body })) => {
                     let (meta, _) = Meta::parse(meta)?;
-                    Some(Arc::new(Object::whole(meta, body)))
+                    Arc::new(Object::whole(meta, body))
                 }
-                Some((disk, Found::Large { .. })) => {
-                    disk.remove(&key);
-                    None
+                Some((disk, Found::Large { body, .. })) => {
+                    return Self::rewrite_large(disk, body, meta).await;
                 }
-                None => None,
+                None => return Ok(false),
             },
         };
-        let Some(old) = stored else {
-            return Ok(false);
-        };
-        self.store(key, Arc::new(old.with_meta(Meta::of(meta)?)))
-            .await?;
+        self.store(key, Arc::new(old.with_meta(meta))).await?;
         Ok(true)
+    }
+
+    /// Rewrites a large disk entry's meta in place; whether it now goes by `meta` (if the meta
+    /// did not fit, the entry is gone).
+    async fn rewrite_large(disk: Arc<DiskTier>, body: LargeBody, meta: Meta) -> Result<bool> {
+        let rewritten = crate::pool::blocking("rewriting a large disk entry's meta", move || {
+            disk.rewrite_meta(&body, meta.serialized())
+        });
+        Ok(rewritten.await? == Rewrite::Rewritten)
     }
 
     /// Empties the memory tier and closes the disk tier's files (see `HybridStorage::close`).

@@ -2,6 +2,7 @@
 //! ways: serialized, as the disk stores it, and parsed, so a memory hit rebuilds it with one
 //! header copy instead of decoding MessagePack, a compressed header block and a header parse.
 
+use pingora_cache::key::HashBinary;
 use pingora_cache::CacheMeta;
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
@@ -28,6 +29,8 @@ struct Parsed {
     updated: SystemTime,
     stale_while_revalidate: u32,
     stale_if_error: u32,
+    /// Which variant of a Vary'd response this is.
+    variance: Option<HashBinary>,
     header: ResponseHeader,
 }
 
@@ -38,6 +41,7 @@ impl Parsed {
             updated: meta.updated(),
             stale_while_revalidate: meta.stale_while_revalidate_sec(),
             stale_if_error: meta.stale_if_error_sec(),
+            variance: meta.variance(),
             header: meta.response_header_copy(),
         }
     }
@@ -71,14 +75,59 @@ impl Meta {
     }
 
     /// Pingora's form again. Its age counts from the last update, as the original's does.
+    /// Its variance is kept, so a variant stored apart from its siblings comes back as one.
     pub fn cache_meta(&self) -> CacheMeta {
         let p = &self.parsed;
-        CacheMeta::new(
+        let mut meta = CacheMeta::new(
             p.fresh_until,
             p.updated,
             p.stale_while_revalidate,
             p.stale_if_error,
             p.header.clone(),
-        )
+        );
+        if let Some(variance) = p.variance {
+            meta.set_variance_key(variance);
+        }
+        meta
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn meta(variance: Option<HashBinary>) -> CacheMeta {
+        let mut header = ResponseHeader::build(200, None).unwrap();
+        header.insert_header("vary", "accept-encoding").unwrap();
+        let now = SystemTime::now();
+        let mut meta = CacheMeta::new(now + Duration::from_secs(60), now, 5, 7, header);
+        if let Some(variance) = variance {
+            meta.set_variance_key(variance);
+        }
+        meta
+    }
+
+    /// Regression: `cache_meta` rebuilt the meta without its variance, so a variant served from
+    /// the memory tier or a fill came back as the primary.
+    #[test]
+    fn variance_survives_both_ways() {
+        for variance in [Some([7u8; 16]), None] {
+            let original = meta(variance);
+            let kept = Meta::of(&original).unwrap();
+            assert_eq!(kept.cache_meta().variance(), variance, "from a CacheMeta");
+            let (internal, header) = original.serialize().unwrap();
+            let (parsed, pingoras) = Meta::parse(SerializedMeta { internal, header }).unwrap();
+            assert_eq!(pingoras.variance(), variance, "as pingora parses it");
+            assert_eq!(
+                parsed.cache_meta().variance(),
+                variance,
+                "read back from disk"
+            );
+            let rebuilt = kept.cache_meta();
+            assert_eq!(rebuilt.fresh_until(), original.fresh_until());
+            assert_eq!(rebuilt.stale_if_error_sec(), 7);
+            assert_eq!(rebuilt.headers().get("vary").unwrap(), "accept-encoding");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The storage engine through pingora-cache's `Storage` API: many readers and writers on
 //! overlapping keys at once, across the memory tier, small disk entries, large disk entries
-//! and unfinished fills; every body read is checked by sha256.
+//! and unfinished fills, and 304s on large objects; every body read is checked by sha256.
 
 use cdn_cache::{DiskTier, HybridStorage, MemoryTier};
 use pingora_cache::trace::Span;
@@ -185,4 +185,90 @@ async fn a_newer_large_copy_replaces_an_older_one_in_memory() {
         let (_meta, mut hit) = engine.lookup(&key, &span).await.unwrap().expect("hit");
         assert_eq!(read_all(&mut hit).await, body);
     }
+}
+
+/// A header value of `len` characters that compression cannot shrink much.
+fn noise(len: usize, seed: u64) -> String {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[(x % 62) as usize]
+                as char
+        })
+        .collect()
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// The meta a 304 brings: new freshness, no ETag, a new Cache-Control, and a header as long
+/// as `extra` says.
+fn revalidated(len: usize, fresh: Duration, extra: usize) -> CacheMeta {
+    let mut header = ResponseHeader::build(200, None).unwrap();
+    header
+        .insert_header("content-length", len.to_string())
+        .unwrap();
+    header
+        .insert_header("cache-control", "public, max-age=86400")
+        .unwrap();
+    header.insert_header("x-extra", noise(extra, 7)).unwrap();
+    let now = SystemTime::now();
+    CacheMeta::new(now + fresh, now, 0, 0, header)
+}
+
+/// A 304 on a large disk object gives it the new meta and keeps its body, through a restart;
+/// one whose meta grew past the room its entry keeps is dropped and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_304_on_a_large_object_keeps_its_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || open(dir.path(), 16 << 20, 8 << 20, 64 << 20);
+    let span = Span::inactive().handle();
+    let key = CacheKey::new("/large/revalidated", "");
+    let body = body_of(6); // 12 MiB: a large entry of its own
+    let digest = Sha256::digest(&body);
+    let engine = open();
+    let mut first = meta_for(body.len());
+    first
+        .response_header_mut()
+        .insert_header("etag", "\"v1\"")
+        .unwrap();
+    let mut miss = engine.get_miss_handler(&key, &first, &span).await.unwrap();
+    for chunk in body.chunks(1 << 20) {
+        miss.write_body(bytes::Bytes::copy_from_slice(chunk), false)
+            .await
+            .unwrap();
+    }
+    miss.finish().await.unwrap();
+    let (_, mut before) = engine.lookup(&key, &span).await.unwrap().expect("hit");
+
+    let new = revalidated(body.len(), Duration::from_secs(7200), 1500);
+    assert!(engine.update_meta(&key, &new, &span).await.unwrap());
+    assert_eq!(
+        Sha256::digest(read_all(&mut before).await),
+        digest,
+        "a hit from before the 304 reads on"
+    );
+    for engine in [engine, open()] {
+        let (meta, mut hit) = engine.lookup(&key, &span).await.unwrap().expect("hit");
+        assert!(meta.headers().get("etag").is_none());
+        assert_eq!(
+            meta.headers().get("cache-control").unwrap(),
+            "public, max-age=86400"
+        );
+        assert_eq!(meta.headers().get("x-extra").unwrap(), &noise(1500, 7));
+        assert_eq!(secs(meta.fresh_until()), secs(new.fresh_until()));
+        assert_eq!(Sha256::digest(read_all(&mut hit).await), digest);
+        let disk = engine.usage().disk.unwrap();
+        assert_eq!((disk.corrupt, disk.meta_outgrown), (0, 0), "{disk:?}");
+    }
+
+    let engine = open();
+    let outgrown = revalidated(body.len(), Duration::from_secs(60), 20_000);
+    assert!(!engine.update_meta(&key, &outgrown, &span).await.unwrap());
+    assert!(engine.lookup(&key, &span).await.unwrap().is_none());
+    assert_eq!(engine.usage().disk.unwrap().meta_outgrown, 1);
 }

@@ -62,9 +62,14 @@ impl DiskTier {
 
     /// Forgets `key` (a purge). A large entry's file is deleted too.
     pub fn remove(&self, key: &[u8; 16]) -> bool {
-        let Some(loc) = self.index.get(key) else {
-            return false;
-        };
+        self.index
+            .get(key)
+            .is_some_and(|loc| self.remove_at(key, loc))
+    }
+
+    /// Forgets `key` if the index still points at `loc` (a newer copy elsewhere stays); a large
+    /// entry's file is deleted too.
+    pub(super) fn remove_at(&self, key: &[u8; 16], loc: Loc) -> bool {
         let removed = self.index.remove(key, loc);
         if let (true, Loc::Large { segment }) = (removed, loc) {
             let taken = self.segments().remove(segment);

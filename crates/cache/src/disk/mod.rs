@@ -9,6 +9,7 @@
 //! | rebuilding the index at start-up | `recover` |
 //! | lookups and checked reads | `read` |
 //! | small inserts, large entries streamed in, commit | `write` |
+//! | a large entry's meta rewritten in place (after a 304) | `rewrite` |
 //! | making room, evicting a segment, purging one key | `evict` |
 //! | the on-disk entry format and its checks | `format` |
 //! | key → location, in RAM | `index` |
@@ -17,6 +18,8 @@
 //! - Entries up to `small_limit` bytes are appended whole to the current small segment.
 //! - Larger entries stream into a segment of their own as the body arrives; the header is
 //!   written last, so an entry cut off by a crash has no valid header and is dropped at start-up.
+//! - A large entry keeps two header slots and room for two metas, so a revalidation rewrites
+//!   its meta in the slot not in use and never touches the body (see `format`, `rewrite`).
 //! - Every read checks the header, meta, block table and each body block it returns
 //!   (see `format`); a failed check drops the entry, counts it, and the caller refetches.
 //!
@@ -27,12 +30,14 @@ pub mod format;
 mod index;
 mod read;
 mod recover;
+mod rewrite;
 mod scan;
 mod segment;
 mod state;
 mod write;
 
 pub use read::{Found, LargeBody};
+pub use rewrite::Rewrite;
 pub use write::{FillReader, LargeWriter};
 
 use index::Index;
@@ -52,6 +57,8 @@ pub struct DiskStats {
     pub corrupt: AtomicU64,
     pub evicted_segments: AtomicU64,
     pub evicted_objects: AtomicU64,
+    /// Large entries dropped on a 304 because the new meta did not fit the room kept for it.
+    pub meta_outgrown: AtomicU64,
 }
 
 /// A snapshot for metrics and tests.
@@ -62,6 +69,8 @@ pub struct DiskUsage {
     pub capacity: u64,
     pub corrupt: u64,
     pub evicted_objects: u64,
+    /// Large entries dropped on a 304 because the new meta did not fit (see `DiskStats`).
+    pub meta_outgrown: u64,
     pub index_bytes_per_object: f64,
 }
 
@@ -72,6 +81,9 @@ pub struct DiskTier {
     small_limit: usize,
     index: Index,
     segments: Mutex<Segments>,
+    /// Held while a large entry's meta is rewritten, one at a time: each rewrite writes the
+    /// header slot its entry does not go by, and two at once could pick the same one.
+    meta_rewrites: Mutex<()>,
     pub stats: DiskStats,
 }
 
@@ -87,6 +99,7 @@ impl DiskTier {
             small_limit: (segment_size / 4) as usize,
             index: Index::default(),
             segments: Mutex::new(Segments::default()),
+            meta_rewrites: Mutex::new(()),
             stats: DiskStats::default(),
         };
         tier.recover()?;
@@ -105,6 +118,7 @@ impl DiskTier {
             capacity: self.capacity,
             corrupt: self.stats.corrupt.load(Ordering::Relaxed),
             evicted_objects: self.stats.evicted_objects.load(Ordering::Relaxed),
+            meta_outgrown: self.stats.meta_outgrown.load(Ordering::Relaxed),
             index_bytes_per_object: self.index.bytes_per_object(),
         }
     }
@@ -119,6 +133,10 @@ impl DiskTier {
 
     fn segments(&self) -> std::sync::MutexGuard<'_, Segments> {
         self.segments.lock().expect("segments poisoned")
+    }
+
+    fn meta_rewrites(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.meta_rewrites.lock().expect("meta rewrites poisoned")
     }
 }
 

@@ -3,8 +3,12 @@
 //! each body block as it is read, so a range reads only the blocks it covers. A failed check
 //! drops the index entry and counts it: the lookup is a miss (the caller refetches), or a read
 //! in mid-body an error (the response is aborted rather than carry a wrong byte).
+//!
+//! A large entry's meta is that of its newest header slot whose header and meta check out
+//! (see `format`). Lookups take no lock; one that finds no slot checking out reads again with
+//! meta rewrites held off, since two rewrites in the middle of its reads could be the cause.
 
-use super::format::{self, Header, Invalid, HEADER_LEN};
+use super::format::{self, Header, Invalid, Slot, HEADER_LEN, SLOTS_LEN};
 use super::index::Loc;
 use super::segment::Segment;
 use super::DiskTier;
@@ -42,6 +46,16 @@ pub(super) struct LargeParts {
     pub crcs: Vec<u32>,
 }
 
+impl LargeBody {
+    pub(super) fn segment(&self) -> &Arc<Segment> {
+        &self.segment
+    }
+
+    pub(super) fn key(&self) -> &[u8; 16] {
+        &self.key
+    }
+}
+
 impl DiskTier {
     /// Looks `key` up and checks what it finds. A broken entry is dropped, counted, and
     /// reported as a miss.
@@ -62,7 +76,7 @@ impl DiskTier {
         }
     }
 
-    fn drop_corrupt(&self, key: &[u8; 16], loc: Loc, why: &'static str) {
+    pub(super) fn drop_corrupt(&self, key: &[u8; 16], loc: Loc, why: &'static str) {
         tracing::warn!(?loc, why, "corrupt cache entry dropped");
         self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
         self.index.remove(key, loc);
@@ -75,8 +89,15 @@ impl DiskTier {
         loc: Loc,
     ) -> Result<Found, Invalid> {
         let Loc::Small { offset, len, .. } = loc else {
-            let parts =
-                Self::large_parts(segment, Some(key), Invalid::Corrupt("entry cannot be read"))?;
+            let unreadable = Invalid::Corrupt("entry cannot be read");
+            let parts = match Self::large_parts(segment, Some(key), unreadable) {
+                // Perhaps meta rewrites ran between its reads: read again, holding them off.
+                Err(Invalid::Corrupt(_)) => {
+                    let _rewrites = self.meta_rewrites();
+                    Self::large_parts(segment, Some(key), unreadable)
+                }
+                parts => parts,
+            }?;
             return Ok(Found::Large {
                 meta: parts.meta,
                 body: LargeBody {
@@ -94,6 +115,11 @@ impl DiskTier {
         let header = Header::decode(&bytes)?;
         if &header.key != key {
             return Err(Invalid::Empty);
+        }
+        if header.layout != format::Layout::Single {
+            return Err(Invalid::Corrupt(
+                "a large entry's header in a small segment",
+            ));
         }
         if header.entry_len() != bytes.len() {
             return Err(Invalid::Corrupt("entry length"));
@@ -116,14 +142,38 @@ impl DiskTier {
         key: Option<&[u8; 16]>,
         on_io: Invalid,
     ) -> Result<LargeParts, Invalid> {
-        let read = |at: u64, len: usize| segment.read(at, len).map_err(|_| on_io);
-        let header = Header::decode(&read(0, HEADER_LEN)?)?;
-        if key.is_some_and(|k| k != &header.key) {
+        let (slot, meta) = Self::newest_meta(segment, key, on_io)?;
+        let header = slot.header;
+        let table = segment
+            .read(header.table_offset() as u64, 4 * header.blocks())
+            .map_err(|_| on_io)?;
+        let crcs = header.check_table(&table)?;
+        Ok(LargeParts { header, meta, crcs })
+    }
+
+    /// A large segment's newest header slot whose header and meta check out, and that meta.
+    /// `on_io` and `key` as for `large_parts`.
+    pub(super) fn newest_meta(
+        segment: &Segment,
+        key: Option<&[u8; 16]>,
+        on_io: Invalid,
+    ) -> Result<(Slot, SerializedMeta), Invalid> {
+        let read = |at: usize, len: usize| segment.read(at as u64, len).map_err(|_| on_io);
+        let slots = format::decode_slots(&read(0, SLOTS_LEN)?)?;
+        if key.is_some_and(|k| k != &slots[0].header.key) {
             return Err(Invalid::Empty);
         }
-        let meta = owned(header.check_meta(&read(HEADER_LEN as u64, header.meta_len())?)?);
-        let crcs = header.check_table(&read(header.table_offset() as u64, 4 * header.blocks())?)?;
-        Ok(LargeParts { header, meta, crcs })
+        let mut failed = Invalid::Corrupt("no header slot checks out");
+        for slot in slots {
+            let h = &slot.header;
+            let checked = read(h.meta_offset(slot.index), h.meta_len())
+                .and_then(|bytes| h.check_meta(&bytes).map(owned));
+            match checked {
+                Ok(meta) => return Ok((slot, meta)),
+                Err(why) => failed = why,
+            }
+        }
+        Err(failed)
     }
 
     /// Reads and checks the blocks from the one holding body offset `at`, up to `max` bytes

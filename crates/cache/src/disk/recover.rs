@@ -1,7 +1,8 @@
 //! Start-up: every segment file in the folder is opened and walked, each entry checked (header,
 //! meta, block table) and indexed, and the bound enforced (it may have been lowered since the
 //! files were written). A small segment's walk stops at its first broken entry; a large segment
-//! without a valid header was never committed and is deleted.
+//! without a valid header was never committed and is deleted (one whose newest header slot is
+//! broken, by a meta rewrite cut off, goes by the other slot).
 
 use super::format::{Invalid, HEADER_LEN};
 use super::scan::{self, Entry};

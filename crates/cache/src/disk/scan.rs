@@ -2,11 +2,12 @@
 //! checks and indexes each entry) and eviction (which unindexes them) share.
 //!
 //! A small segment holds entries back to back from offset 0, then unwritten (zeroed) space; a
-//! large segment holds one entry at offset 0, whose header is written last. The walk ends at
-//! unwritten space, and at the first header that does not check out, which it reports: nothing
-//! after a broken entry can be trusted to start where the broken header says.
+//! large segment holds one entry at offset 0, whose header is written last (the newest of its
+//! header slots that checks out stands for it here; its meta is checked by whoever reads it).
+//! The walk ends at unwritten space, and at the first header that does not check out, which it
+//! reports: nothing after a broken entry can be trusted to start where the broken header says.
 
-use super::format::{Header, Invalid, HEADER_LEN};
+use super::format::{self, Header, Invalid, Layout, HEADER_LEN, SLOTS_LEN};
 use super::index::Loc;
 use super::segment::{Kind, Segment};
 
@@ -52,14 +53,20 @@ impl Walk<'_> {
                 if at.saturating_add(HEADER_LEN) > bytes.len() {
                     return Err(Invalid::Empty);
                 }
-                Header::decode(&bytes[at..])
+                let header = Header::decode(&bytes[at..])?;
+                if header.layout != Layout::Single {
+                    return Err(Invalid::Corrupt(
+                        "a large entry's header in a small segment",
+                    ));
+                }
+                Ok(header)
             }
             Kind::Large => {
                 let head = self
                     .segment
-                    .read(0, HEADER_LEN)
+                    .read(0, SLOTS_LEN)
                     .map_err(|_| Invalid::Empty)?;
-                Header::decode(&head)
+                Ok(format::decode_slots(&head)?[0].header)
             }
         }
     }

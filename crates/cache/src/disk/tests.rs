@@ -1,10 +1,12 @@
 //! The disk tier on its own: persistence across reopen, checks catching flipped bytes,
-//! the byte bound under pressure, torn large entries.
+//! the byte bound under pressure, torn large entries, large entries' metas rewritten in place
+//! (and rewrites cut off by a crash).
 
 use super::*;
 use crate::meta::SerializedMeta;
 use bytes::Bytes;
 use format::{Header, Invalid};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 fn meta() -> SerializedMeta {
@@ -227,4 +229,253 @@ fn usage_stays_under_the_bound_and_recent_keys_hit() {
     }
     assert!(tier.lookup(&key(0)).is_none(), "the oldest were evicted");
     assert!(tier.usage().evicted_objects > 0);
+}
+
+/// A meta whose header part is `len` bytes, told apart by `n`.
+fn meta_of(n: u8, len: usize) -> SerializedMeta {
+    SerializedMeta {
+        internal: vec![n; 8],
+        header: (0..len).map(|i| (i as u8).wrapping_mul(13) ^ n).collect(),
+    }
+}
+
+fn commit_large(tier: &Arc<DiskTier>, n: u64, meta: SerializedMeta, len: usize) {
+    let mut w = tier.begin_large(key(n), meta, len as u64).unwrap();
+    for chunk in body(n, len).chunks(100_000) {
+        w.write(chunk).unwrap();
+    }
+    w.commit().unwrap();
+}
+
+/// The meta and body a lookup of `n` finds in a large entry.
+fn large_entry(tier: &DiskTier, n: u64) -> (SerializedMeta, Vec<u8>) {
+    let found = tier.lookup(&key(n)).expect("a large entry");
+    let Found::Large { meta, .. } = &found else {
+        panic!("expected a large entry")
+    };
+    let meta = meta.clone();
+    (meta, large_body(tier, found).unwrap())
+}
+
+fn large_of(tier: &DiskTier, n: u64) -> LargeBody {
+    match tier.lookup(&key(n)) {
+        Some(Found::Large { body, .. }) => body,
+        _ => panic!("expected a large entry"),
+    }
+}
+
+/// The one large segment file in `dir`.
+fn obj_file(dir: &std::path::Path) -> std::fs::File {
+    let path = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "obj"))
+        .expect("a large segment");
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap()
+}
+
+#[test]
+fn a_rewritten_meta_is_served_with_the_same_body_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = (3 << 20) + 17;
+    let metas = [
+        meta_of(2, 150),
+        meta_of(3, 1800), // grows past the first meta, within the room
+        meta_of(4, 40),
+        meta_of(5, 1000),
+        meta_of(6, 3000),
+    ];
+    {
+        let tier = Arc::new(DiskTier::open(dir.path(), 64 << 20).unwrap());
+        commit_large(&tier, 1, meta_of(1, 100), len);
+        let file_len = obj_file(dir.path()).metadata().unwrap().len();
+        let reading = large_of(&tier, 1);
+        for meta in &metas {
+            assert_eq!(
+                tier.rewrite_meta(&large_of(&tier, 1), meta).unwrap(),
+                Rewrite::Rewritten
+            );
+            assert_eq!(large_entry(&tier, 1), (meta.clone(), body(1, len)));
+        }
+        // A reader that found the entry before the rewrites reads the body as it was.
+        let mut out = Vec::new();
+        while (out.len() as u64) < reading.len {
+            let (block, _) = tier
+                .read_blocks(&reading, out.len() as u64, 1 << 20)
+                .unwrap();
+            out.extend_from_slice(&block);
+        }
+        assert_eq!(out, body(1, len));
+        assert_eq!(
+            obj_file(dir.path()).metadata().unwrap().len(),
+            file_len,
+            "the file neither grew nor moved"
+        );
+        assert_eq!(tier.usage().objects, 1);
+    }
+    let tier = DiskTier::open(dir.path(), 64 << 20).unwrap();
+    assert_eq!(large_entry(&tier, 1), (metas[4].clone(), body(1, len)));
+    assert_eq!(tier.usage().corrupt, 0);
+}
+
+#[test]
+fn a_meta_that_outgrows_its_room_drops_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let tier = Arc::new(DiskTier::open(dir.path(), 64 << 20).unwrap());
+        commit_large(&tier, 1, meta_of(1, 100), 1 << 20);
+        let room = format::meta_room_for(meta_of(1, 100).size()) as usize;
+        let too_big = meta_of(2, room);
+        assert_eq!(
+            tier.rewrite_meta(&large_of(&tier, 1), &too_big).unwrap(),
+            Rewrite::Outgrown
+        );
+        assert!(tier.lookup(&key(1)).is_none());
+        let usage = tier.usage();
+        assert_eq!((usage.meta_outgrown, usage.bytes), (1, 0), "{usage:?}");
+    }
+    let tier = DiskTier::open(dir.path(), 64 << 20).unwrap();
+    assert!(
+        tier.lookup(&key(1)).is_none(),
+        "and stays gone after a restart"
+    );
+}
+
+/// Where a rewrite is cut off by a crash.
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    /// The new meta is written, its header not yet.
+    BeforeHeader,
+    /// The new meta is written, its header half.
+    InHeader,
+    /// The header reached the disk, half the meta did not (no fsync orders them).
+    InMeta,
+}
+
+/// Rewrites the meta of the one large entry in `dir` to `meta` the way `rewrite_meta` does,
+/// cut off at `cut`.
+fn rewrite_cut_off(dir: &std::path::Path, meta: &SerializedMeta, cut: Cut) {
+    use std::os::unix::fs::FileExt;
+    let file = obj_file(dir);
+    let mut slots = [0u8; format::SLOTS_LEN];
+    file.read_exact_at(&mut slots, 0).unwrap();
+    let current = format::decode_slots(&slots).unwrap()[0];
+    let header = current.header.rewritten(meta, 0).unwrap();
+    let slot = 1 - current.index;
+    let bytes = [&meta.internal[..], &meta.header[..]].concat();
+    let (meta_at, header_at) = (
+        header.meta_offset(slot) as u64,
+        (slot * format::HEADER_LEN) as u64,
+    );
+    match cut {
+        Cut::BeforeHeader => file.write_all_at(&bytes, meta_at).unwrap(),
+        Cut::InHeader => {
+            file.write_all_at(&bytes, meta_at).unwrap();
+            file.write_all_at(&header.encode()[..32], header_at)
+                .unwrap();
+        }
+        Cut::InMeta => {
+            file.write_all_at(&bytes[..bytes.len() / 2], meta_at)
+                .unwrap();
+            file.write_all_at(&header.encode(), header_at).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_rewrite_cut_off_leaves_the_older_meta() {
+    let len = 2 << 20;
+    let (first, second, third) = (meta_of(1, 200), meta_of(2, 900), meta_of(3, 2500));
+    for cut in [Cut::BeforeHeader, Cut::InHeader, Cut::InMeta] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let tier = Arc::new(DiskTier::open(dir.path(), 64 << 20).unwrap());
+            commit_large(&tier, 1, first.clone(), len);
+        }
+        // Cut off on the first rewrite (into slot 1), then on a later one (into slot 0, over
+        // the region the first meta was in).
+        rewrite_cut_off(dir.path(), &second, cut);
+        let tier = Arc::new(DiskTier::open(dir.path(), 64 << 20).unwrap());
+        assert_eq!(
+            large_entry(&tier, 1),
+            (first.clone(), body(1, len)),
+            "{cut:?}"
+        );
+        assert_eq!(
+            tier.rewrite_meta(&large_of(&tier, 1), &second).unwrap(),
+            Rewrite::Rewritten,
+            "a rewrite after the crash takes the slot it left broken ({cut:?})"
+        );
+        tier.close();
+        rewrite_cut_off(dir.path(), &third, cut);
+        let tier = DiskTier::open(dir.path(), 64 << 20).unwrap();
+        assert_eq!(
+            large_entry(&tier, 1),
+            (second.clone(), body(1, len)),
+            "{cut:?}"
+        );
+        assert_eq!(tier.usage().corrupt, 0, "{cut:?}");
+    }
+}
+
+#[test]
+fn lookups_racing_rewrites_find_one_meta_or_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let tier = Arc::new(DiskTier::open(dir.path(), 64 << 20).unwrap());
+    let metas: Vec<SerializedMeta> = (0..4).map(|n| meta_of(n, 100 + 700 * n as usize)).collect();
+    commit_large(&tier, 1, metas[0].clone(), 1 << 20);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for round in 0..2000 {
+                let meta = &metas[round % metas.len()];
+                let rewrite = tier.rewrite_meta(&large_of(&tier, 1), meta).unwrap();
+                assert_eq!(rewrite, Rewrite::Rewritten);
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    let Some(Found::Large { meta, .. }) = tier.lookup(&key(1)) else {
+                        panic!("a lookup missed while the meta was rewritten");
+                    };
+                    assert!(metas.contains(&meta));
+                }
+            });
+        }
+    });
+    assert_eq!(tier.usage().corrupt, 0);
+}
+
+/// Large entries written before the two header slots (format version 1) are still served; a
+/// 304 drops them, as it did then.
+#[test]
+fn a_large_entry_of_version_1_is_read_and_dropped_on_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = 600_000;
+    let entry = format::encode_entry(key(1), &meta(), &[Bytes::from(body(1, len))], 0);
+    std::fs::write(
+        dir.path().join(segment::file_name(7, segment::Kind::Large)),
+        entry,
+    )
+    .unwrap();
+    let tier = Arc::new(DiskTier::open(dir.path(), 64 << 20).unwrap());
+    assert_eq!(large_entry(&tier, 1), (meta(), body(1, len)));
+    assert_eq!(
+        tier.rewrite_meta(&large_of(&tier, 1), &meta_of(2, 10))
+            .unwrap(),
+        Rewrite::Outgrown
+    );
+    assert!(tier.lookup(&key(1)).is_none());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "its file is gone"
+    );
 }

@@ -1,11 +1,12 @@
 //! Writing entries. A small entry is encoded whole and appended to the active small segment. A
-//! large entry streams into a segment of its own as its body arrives: meta first, body and
-//! block checksums as they come, then the table and, last, the header that makes it valid; on
-//! commit the file takes a fresh id, so ids order segments by when they were finished. Its space
-//! is reserved as it grows (at most 64 MiB ahead), not from the announced length, so a request
-//! that announces a huge body and stops cannot flush the cache.
+//! large entry streams into a segment of its own as its body arrives: meta first (in the first
+//! of its two meta regions, see `format`), body and block checksums as they come, then the
+//! table and, last, header slot 0 that makes it valid; on commit the file takes a fresh id, so
+//! ids order segments by when they were finished. Its space is reserved as it grows (at most
+//! 64 MiB ahead), not from the announced length, so a request that announces a huge body and
+//! stops cannot flush the cache.
 
-use super::format::{self, BlockSums, Header, HEADER_LEN};
+use super::format::{self, BlockSums, Header, Layout, SLOTS_LEN};
 use super::index::Loc;
 use super::segment::{Kind, Segment};
 use super::{now_secs, DiskTier};
@@ -75,7 +76,8 @@ impl DiskTier {
         meta: SerializedMeta,
         expected: u64,
     ) -> io::Result<LargeWriter> {
-        let body_offset = (HEADER_LEN + meta.size()) as u64;
+        let meta_room = format::meta_room_for(meta.size());
+        let body_offset = (SLOTS_LEN + 2 * meta_room as usize) as u64;
         let reserve = body_offset + expected.min(FIRST_RESERVATION);
         let mut victims = Vec::new();
         let created = (|| {
@@ -96,12 +98,13 @@ impl DiskTier {
             segment: created?,
             key,
             meta,
+            meta_room,
             body_offset,
             written: 0,
             sums: BlockSums::default(),
             done: false,
         };
-        let at = HEADER_LEN as u64;
+        let at = SLOTS_LEN as u64;
         writer.segment.write(at, &writer.meta.internal)?;
         let at = at + writer.meta.internal.len() as u64;
         writer.segment.write(at, &writer.meta.header)?;
@@ -115,6 +118,7 @@ pub struct LargeWriter {
     segment: Arc<Segment>,
     key: [u8; 16],
     meta: SerializedMeta,
+    meta_room: u32,
     body_offset: u64,
     written: u64,
     sums: BlockSums,
@@ -160,7 +164,8 @@ impl LargeWriter {
         }
     }
 
-    /// Writes the block table, then the header that makes the entry valid, and indexes it.
+    /// Writes the block table, then the header (slot 0, generation 0) that makes the entry
+    /// valid, and indexes it.
     pub fn commit(mut self) -> io::Result<()> {
         let sums = std::mem::take(&mut self.sums);
         let (table, table_crc) = sums.finish();
@@ -174,6 +179,10 @@ impl LargeWriter {
             meta_crc: format::meta_crc(&self.meta),
             table_crc,
             written_at: now_secs(),
+            layout: Layout::Slotted {
+                meta_room: self.meta_room,
+                generation: 0,
+            },
         };
         self.segment.write(0, &header.encode())?;
         let committed = {
