@@ -137,15 +137,30 @@ pub struct RoutePolicy {
     pub auth_required: bool,
     /// Served past freshness for this long when the upstream fails.
     pub stale_if_error: Duration,
-    /// Whether `ttl` is given to responses that state no freshness of their own.
-    pub heuristic: bool,
+    /// The freshness given to responses that state none of their own.
+    pub heuristic: Heuristic,
     /// Freshness of a 404 or 410 that states none, so a flood of missing names does not
     /// become one origin request each.
     pub negative_ttl: Duration,
     /// What of the query string is part of the object's name (and forwarded).
     pub query: QueryPolicy,
-    /// POST, PUT, PATCH and DELETE pass through to the upstream, uncached.
+    /// Methods other than GET and HEAD (POST, PUT, PATCH, DELETE, others but CONNECT and
+    /// TRACE) pass through to the upstream, uncached; one that succeeds invalidates the
+    /// stored copies of its target.
     pub pass_writes: bool,
+}
+
+/// Heuristic freshness (RFC 9111 §4.2.2): what a route gives a response that states no
+/// freshness of its own, if its status is cacheable by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Heuristic {
+    /// The route's `ttl` (`negative_ttl` for 404 and 410): the operator knows the objects.
+    #[default]
+    Ttl,
+    /// A tenth of the time since its `Last-Modified`, at most `ttl`; nothing without one.
+    LastModified,
+    /// None: such responses are not stored.
+    None,
 }
 
 /// Which query parameters name an object: the others are neither in the cache key nor
@@ -236,7 +251,10 @@ impl Config {
             self.source.display(),
             self.origin.listen.traffic,
             self.shield.listen.traffic,
-            self.origin.listen.traffic,
+            self.shield
+                .upstreams
+                .first()
+                .map_or_else(|| "-".to_owned(), ToString::to_string),
             ByteSize(self.shield.cache.memory_bytes),
             self.edge.listen.traffic,
             self.edge.upstreams.len(),

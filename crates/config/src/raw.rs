@@ -159,9 +159,9 @@ pub(super) struct Route {
     /// How long past its freshness an object may still be served when the upstream fails.
     #[serde(default = "default_stale_if_error")]
     pub stale_if_error: Dur,
-    /// Whether `ttl` is given to responses that state no freshness (heuristic freshness).
-    #[serde(default = "yes")]
-    pub heuristic: bool,
+    /// Freshness for responses that state none: `ttl`, `last_modified` or `none`.
+    #[serde(default)]
+    pub heuristic: Heuristic,
     /// Freshness of a 404 or 410 that states none.
     #[serde(default = "default_negative_ttl")]
     pub negative_ttl: Dur,
@@ -169,26 +169,51 @@ pub(super) struct Route {
     /// parameter names to keep.
     #[serde(default)]
     pub query: Query,
-    /// Whether POST, PUT, PATCH and DELETE pass through to the upstream (uncached).
+    /// Whether methods other than GET and HEAD (POST, PUT, PATCH, DELETE, others but CONNECT
+    /// and TRACE) pass through to the upstream, uncached.
     #[serde(default)]
     pub pass_writes: bool,
 }
 
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Heuristic {
+    #[default]
+    Ttl,
+    LastModified,
+    None,
+}
+
+/// What of the query string names an object.
 #[derive(Deserialize, Default)]
-#[serde(untagged)]
+#[serde(try_from = "QueryText")]
 pub(super) enum Query {
     #[default]
-    #[serde(skip)]
-    Unset,
-    Word(QueryWord),
-    Keep(Vec<String>),
+    Ignore,
+    Keep,
+    Only(Vec<String>),
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum QueryWord {
-    Ignore,
-    Keep,
+#[serde(untagged)]
+pub(super) enum QueryText {
+    Word(String),
+    Names(Vec<String>),
+}
+
+impl TryFrom<QueryText> for Query {
+    type Error = String;
+
+    fn try_from(text: QueryText) -> Result<Query, String> {
+        match text {
+            QueryText::Word(word) if word == "ignore" => Ok(Query::Ignore),
+            QueryText::Word(word) if word == "keep" => Ok(Query::Keep),
+            QueryText::Word(word) => Err(format!(
+                "query must be `ignore`, `keep` or a list of parameter names, not {word:?}"
+            )),
+            QueryText::Names(names) => Ok(Query::Only(names)),
+        }
+    }
 }
 
 fn yes() -> bool {

@@ -175,3 +175,53 @@ fn listen_lines_read_back() {
     assert!("127.0.0.1:8080".parse::<Listen>().is_err());
     assert!("127.0.0.1:8080, admin nowhere".parse::<Listen>().is_err());
 }
+
+#[test]
+fn route_caching_rules() {
+    let text = GOOD.replacen(
+        "    ttl: 5m\n",
+        "    ttl: 5m\n    query: [v, lang]\n    heuristic: last_modified\n    negative_ttl: 30s\n    pass_writes: true\n",
+        1,
+    );
+    let c = Config::parse(Path::new("/etc/cdn/config.yaml"), &text).unwrap();
+    let npm = c.routes.policy("/npm/x").unwrap();
+    assert_eq!(
+        npm.query,
+        QueryPolicy::Only(vec!["v".into(), "lang".into()])
+    );
+    assert!(npm.query.keeps("lang") && !npm.query.keeps("utm"));
+    assert_eq!(npm.heuristic, Heuristic::LastModified);
+    assert_eq!(npm.negative_ttl, Duration::from_secs(30));
+    assert!(npm.pass_writes);
+    let other = c.routes.policy("/other").unwrap();
+    assert_eq!(
+        (other.query.clone(), other.heuristic, other.pass_writes),
+        (QueryPolicy::Ignore, Heuristic::Ttl, false),
+        "defaults"
+    );
+    let keep = GOOD.replacen("    ttl: 5m\n", "    ttl: 5m\n    query: keep\n", 1);
+    let c = Config::parse(Path::new("/etc/cdn/config.yaml"), &keep).unwrap();
+    assert_eq!(c.routes.policy("/npm/x").unwrap().query, QueryPolicy::Keep);
+
+    check(
+        "    ttl: 5m\n",
+        "    ttl: 5m\n    heuristic: sometimes\n",
+        20,
+        "routes[0].heuristic",
+        "unknown variant `sometimes`",
+    );
+    check(
+        "    ttl: 5m\n",
+        "    ttl: 5m\n    query: all\n",
+        20,
+        "routes[0].query",
+        "query must be `ignore`, `keep` or a list of parameter names, not \"all\"",
+    );
+    check(
+        "  - prefix: /\n",
+        "  - prefix: /%70rivate/\n",
+        20,
+        "routes[1].prefix",
+        "plain decoded path",
+    );
+}

@@ -4,8 +4,8 @@
 use crate::error::{locate, ConfigError};
 use crate::units::ByteSize;
 use crate::{
-    raw, Backend, CacheConfig, Config, DiskConfig, Listen, OriginConfig, ProxyConfig, Route,
-    QueryPolicy, RoutePolicy, Routes, S3Backend,
+    raw, Backend, CacheConfig, Config, DiskConfig, Heuristic, Listen, OriginConfig, ProxyConfig,
+    QueryPolicy, Route, RoutePolicy, Routes, S3Backend,
 };
 use std::path::Path;
 
@@ -200,14 +200,16 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
                 cacheable: r.cache,
                 auth_required: r.auth,
                 stale_if_error: r.stale_if_error.0,
-                heuristic: r.heuristic,
+                heuristic: match r.heuristic {
+                    raw::Heuristic::Ttl => Heuristic::Ttl,
+                    raw::Heuristic::LastModified => Heuristic::LastModified,
+                    raw::Heuristic::None => Heuristic::None,
+                },
                 negative_ttl: r.negative_ttl.0,
                 query: match r.query {
-                    raw::Query::Unset | raw::Query::Word(raw::QueryWord::Ignore) => {
-                        QueryPolicy::Ignore
-                    }
-                    raw::Query::Word(raw::QueryWord::Keep) => QueryPolicy::Keep,
-                    raw::Query::Keep(names) => QueryPolicy::Only(names),
+                    raw::Query::Ignore => QueryPolicy::Ignore,
+                    raw::Query::Keep => QueryPolicy::Keep,
+                    raw::Query::Only(names) => QueryPolicy::Only(names),
                 },
                 pass_writes: r.pass_writes,
             },

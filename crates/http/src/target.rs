@@ -10,7 +10,9 @@
 //! encoding ([`Target::encoded_path`]), so the next tier parses the same target again.
 //!
 //! An absolute-form target (`GET http://host/a HTTP/1.1`, RFC 9112 §3.2.2) is judged by its
-//! path and query: one origin per deployment, the authority does not name another object.
+//! path and query: one origin per deployment, the authority does not name another object. Its
+//! authority must be the `Host` sent with it, as that section requires of clients (Pingora's
+//! HTTP/1 server refuses a mismatch before we see it; the origin-adapter's server does not).
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
@@ -53,8 +55,15 @@ pub struct Target {
 }
 
 impl Target {
-    /// The canonical form of a request target (origin-form or absolute-form).
-    pub fn parse(uri: &http::Uri) -> Result<Target, BadPath> {
+    /// The canonical form of a request target (origin-form or absolute-form), given the
+    /// request's `Host`.
+    pub fn parse(uri: &http::Uri, host: Option<&http::HeaderValue>) -> Result<Target, BadPath> {
+        if let Some(authority) = uri.authority() {
+            let host = host.map(http::HeaderValue::as_bytes).unwrap_or_default();
+            if !host.eq_ignore_ascii_case(authority.as_str().as_bytes()) {
+                return Err(BadPath("Host differs from the target's authority"));
+            }
+        }
         let query = uri.query().filter(|q| !q.is_empty()).map(str::to_owned);
         Ok(Target {
             path: decode_path(uri.path())?,
@@ -129,7 +138,11 @@ mod tests {
     use super::*;
 
     fn target(s: &str) -> Result<Target, BadPath> {
-        Target::parse(&s.parse::<http::Uri>().expect("a URI"))
+        let uri = s.parse::<http::Uri>().expect("a URI");
+        let host = uri
+            .authority()
+            .map(|a| a.as_str().parse().expect("a header value"));
+        Target::parse(&uri, host.as_ref())
     }
 
     fn object_key(path: &str) -> Result<String, BadPath> {
@@ -167,6 +180,7 @@ mod tests {
             "/%70rivate/s%65cret.txt",
             "http://example.com/private/secret.txt",
             "http://other.example:81/%70rivate/secret.txt",
+            "HTTP://EXAMPLE.COM/private/secret.txt",
             "/private/secret.txt?",
         ] {
             assert_eq!(target(spelling).as_ref(), Ok(&canonical), "{spelling}");
@@ -174,8 +188,28 @@ mod tests {
     }
 
     #[test]
+    fn absolute_form_names_its_host() {
+        let uri: http::Uri = "http://example.com/a".parse().unwrap();
+        let host = |h: &str| http::HeaderValue::from_str(h).unwrap();
+        assert!(Target::parse(&uri, Some(&host("example.com"))).is_ok());
+        for other in [Some(host("evil.example")), None] {
+            assert_eq!(
+                Target::parse(&uri, other.as_ref()),
+                Err(BadPath("Host differs from the target's authority"))
+            );
+        }
+    }
+
+    #[test]
     fn encoded_path_round_trips() {
-        for path in ["/a%20b.txt", "/100%25.txt", "/q%3Fx", "/h%23y", "/caf%C3%A9", "/@s/p:1"] {
+        for path in [
+            "/a%20b.txt",
+            "/100%25.txt",
+            "/q%3Fx",
+            "/h%23y",
+            "/caf%C3%A9",
+            "/@s/p:1",
+        ] {
             let t = target(path).unwrap();
             let again = target(&t.encoded_path()).unwrap();
             assert_eq!(again, t, "{path} -> {}", t.encoded_path());
@@ -191,10 +225,7 @@ mod tests {
         assert_eq!(t.query(), Some("b=1&&utm=x&a=2&b%3d=3"));
         assert_eq!(t.query_kept(|_| false), None);
         assert_eq!(t.query_kept(|n| n == "b"), Some("b=1".into()));
-        assert_eq!(
-            t.query_kept(|_| true),
-            Some("b=1&utm=x&a=2&b%3d=3".into())
-        );
+        assert_eq!(t.query_kept(|_| true), Some("b=1&utm=x&a=2&b%3d=3".into()));
         assert_eq!(target("/a").unwrap().query_kept(|_| true), None);
     }
 
