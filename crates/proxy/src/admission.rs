@@ -36,12 +36,13 @@ pub struct Admitted {
 
 /// The admitted request, or why this tier won't serve it.
 pub fn admit(req: &RequestHeader, routes: &Routes, gate: &dyn Gate) -> Result<Admitted, HttpError> {
-    let target = Target::parse(&req.uri)?;
+    let target = Target::parse(&req.uri, req.headers.get(http::header::HOST))?;
     let policy = routes.policy(target.path()).ok_or(HttpError::NoRoute)?;
     let allowed = match req.method {
         Method::GET | Method::HEAD => true,
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE => policy.pass_writes,
-        _ => false,
+        // Writes, and methods this tier does not know (which may be unsafe, RFC 9110 §9.2.1).
+        Method::CONNECT | Method::TRACE => false,
+        _ => policy.pass_writes,
     };
     if !allowed {
         return Err(HttpError::MethodNotAllowed);

@@ -4,18 +4,20 @@
 //! - the directives are `CDN-Cache-Control`'s when the response has one (RFC 9213: aimed at
 //!   the CDN, it overrides `Cache-Control` here), else `Cache-Control`'s;
 //! - `no-store`, `private`, `Vary: *` and a request with `Authorization` (unless `public`,
-//!   `s-maxage` or `must-revalidate` allow it, §3.5) are not stored; `Set-Cookie` and the
-//!   fields named by `private=`/`no-cache=` are never part of a stored copy;
+//!   `s-maxage` or `must-revalidate` allow it, §3.5) are not stored, nor is a response that
+//!   sets a cookie (one client's state); the fields named by `private=`/`no-cache=` are never
+//!   part of a stored copy;
 //! - freshness: `s-maxage`, `max-age`, `Expires` − `Date`, in that order; `no-cache` stores
 //!   the copy but revalidates it on every use; a response that states nothing gets the route's
-//!   `ttl` (or `negative_ttl` for 404/410) if the route allows heuristic freshness and its
-//!   status is cacheable by default (RFC 9110 §15.1);
+//!   heuristic freshness (the route's `ttl`, `negative_ttl` for 404/410, or a tenth of the
+//!   time since `Last-Modified`) as the route says, if its status is cacheable by default
+//!   (RFC 9110 §15.1);
 //! - a copy's age starts at what it already had upstream (`Age`, or the time since its `Date`
 //!   if that is more), so it never outlives the origin's intent through two tiers;
 //! - `must-revalidate`, `proxy-revalidate`, `s-maxage` and `no-cache` close the stale-if-error
 //!   window the route would give.
 
-use cdn_config::RoutePolicy;
+use cdn_config::{Heuristic, RoutePolicy};
 use pingora::cache::cache_control::{CacheControl, InterpretCacheControl};
 use pingora::cache::{CacheMeta, NoCacheReason, RespCacheable};
 use pingora::http::ResponseHeader;
@@ -29,15 +31,37 @@ const HEURISTIC_STATUSES: [u16; 11] = [200, 203, 204, 300, 301, 308, 404, 405, 4
 
 /// The directives that govern this tier's caching of a response.
 pub fn directives(resp: &ResponseHeader) -> Option<CacheControl> {
-    CacheControl::from_resp_headers_named(CDN_CACHE_CONTROL, resp)
-        .or_else(|| CacheControl::from_resp_headers(resp))
+    targeted(resp).or_else(|| CacheControl::from_resp_headers(resp))
 }
 
-pub fn decide(
-    resp: &ResponseHeader,
-    policy: &RoutePolicy,
-    authorization: bool,
-) -> RespCacheable {
+/// `CDN-Cache-Control`, if present and valid: RFC 9213 makes it a Structured Field dictionary,
+/// and one that does not parse, or whose delta-seconds are not integers, is ignored whole.
+fn targeted(resp: &ResponseHeader) -> Option<CacheControl> {
+    const SECONDS: [&str; 4] = [
+        "max-age",
+        "s-maxage",
+        "stale-while-revalidate",
+        "stale-if-error",
+    ];
+    let values: Vec<&[u8]> = resp
+        .headers
+        .get_all(CDN_CACHE_CONTROL)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    let joined = values.join(&b", "[..]);
+    let dictionary: sfv::Dictionary = sfv::Parser::new(&joined).parse_dictionary().ok()?;
+    let typed = dictionary.iter().all(|(key, entry)| {
+        !SECONDS.contains(&key.as_str())
+            || matches!(entry, sfv::ListEntry::Item(item) if item.bare_item.as_integer().is_some())
+    });
+    typed.then(|| CacheControl::from_resp_headers_named(CDN_CACHE_CONTROL, resp))?
+}
+
+pub fn decide(resp: &ResponseHeader, policy: &RoutePolicy, authorization: bool) -> RespCacheable {
     decide_at(resp, policy, authorization, SystemTime::now())
 }
 
@@ -66,13 +90,15 @@ fn decide_at(
     {
         return no("request carried Authorization");
     }
-    if resp
-        .headers
-        .get_all(http::header::VARY)
-        .iter()
-        .any(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii() == b"*"))
-    {
+    if resp.headers.get_all(http::header::VARY).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii() == b"*")
+    }) {
         return no("Vary: *");
+    }
+    if resp.headers.contains_key(http::header::SET_COOKIE) {
+        return no("sets a cookie");
     }
 
     let no_cache = cc.as_ref().is_some_and(CacheControl::no_cache);
@@ -86,14 +112,26 @@ fn decide_at(
     };
     let lifetime = match explicit {
         Some(lifetime) => lifetime,
-        None if !policy.heuristic => return no("no explicit freshness"),
-        None if status == 404 || status == 410 => policy.negative_ttl,
-        None if HEURISTIC_STATUSES.contains(&status)
-            || cc.as_ref().is_some_and(CacheControl::public) =>
+        None if !HEURISTIC_STATUSES.contains(&status)
+            && !cc.as_ref().is_some_and(CacheControl::public) =>
         {
-            policy.ttl
+            return no("status not cacheable by default")
         }
-        None => return no("status not cacheable by default"),
+        None => match policy.heuristic {
+            Heuristic::None => return no("no explicit freshness"),
+            Heuristic::Ttl if status == 404 || status == 410 => policy.negative_ttl,
+            Heuristic::Ttl => policy.ttl,
+            Heuristic::LastModified => match http_date(resp, http::header::LAST_MODIFIED) {
+                Some(modified) => {
+                    let since = date
+                        .unwrap_or(now)
+                        .duration_since(modified)
+                        .unwrap_or_default();
+                    (since / 10).min(policy.ttl)
+                }
+                None => return no("no explicit freshness and no Last-Modified"),
+            },
+        },
     };
     let validators =
         resp.headers.contains_key(http::header::ETAG) || resp.headers.contains_key("last-modified");
@@ -115,8 +153,6 @@ fn decide_at(
     if let Some(cc) = &cc {
         cc.strip_private_headers(&mut header);
     }
-    header.remove_header(&http::header::SET_COOKIE);
-    header.remove_header(&http::header::AGE);
     let created = now.checked_sub(age).unwrap_or(now);
     RespCacheable::Cacheable(CacheMeta::new(
         created + lifetime,
@@ -136,7 +172,10 @@ pub fn serves_authorized(meta: &CacheMeta) -> bool {
 
 /// The stored response's header updated with a 304's fields (RFC 9111 §4.3.4), except those
 /// that describe the 304's own message rather than the stored one.
-pub fn merge_not_modified(stored: &ResponseHeader, not_modified: &ResponseHeader) -> ResponseHeader {
+pub fn merge_not_modified(
+    stored: &ResponseHeader,
+    not_modified: &ResponseHeader,
+) -> ResponseHeader {
     const OWN: [&str; 10] = [
         "content-length",
         "content-range",
@@ -186,12 +225,18 @@ pub fn drop_connection_fields(resp: &mut ResponseHeader) {
 /// How old a response already is on arrival (RFC 9111 §4.2.3, with no transit delay counted):
 /// its `Age`, or the time since its `Date` if that is more.
 fn initial_age(resp: &ResponseHeader, date: Option<SystemTime>, now: SystemTime) -> Duration {
+    // The first value counts; a parameter after it is ignored, anything else is no Age.
     let age_value = resp
         .headers
         .get(http::header::AGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs);
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(Duration::ZERO, |v| {
+            Duration::from_secs(v.parse::<u64>().unwrap_or(u64::MAX / 4))
+        });
     let apparent = date
         .and_then(|d| now.duration_since(d).ok())
         .unwrap_or_default();
@@ -236,7 +281,7 @@ mod tests {
             cacheable,
             auth_required: false,
             stale_if_error: Duration::from_secs(60),
-            heuristic: true,
+            heuristic: Heuristic::Ttl,
             negative_ttl: Duration::from_secs(10),
             query: QueryPolicy::Ignore,
             pass_writes: false,
@@ -263,7 +308,10 @@ mod tests {
 
     fn fresh(status: u16, headers: &[(&'static str, &str)]) -> Option<i64> {
         let now = SystemTime::now();
-        fresh_secs(&decide_at(&resp(status, headers), &policy(true), false, now), now)
+        fresh_secs(
+            &decide_at(&resp(status, headers), &policy(true), false, now),
+            now,
+        )
     }
 
     #[test]
@@ -283,7 +331,10 @@ mod tests {
         assert_eq!(
             fresh(
                 200,
-                &[("cache-control", "max-age=5"), ("cdn-cache-control", "max-age=50")]
+                &[
+                    ("cache-control", "max-age=5"),
+                    ("cdn-cache-control", "max-age=50")
+                ]
             ),
             Some(50),
             "CDN-Cache-Control wins"
@@ -291,15 +342,53 @@ mod tests {
         assert_eq!(
             fresh(
                 200,
-                &[("cache-control", "max-age=5"), ("cdn-cache-control", "no-store")]
+                &[
+                    ("cache-control", "max-age=5"),
+                    ("cdn-cache-control", "no-store")
+                ]
             ),
             None
         );
+        for invalid in ["max-age=50, &&&", "max-age=\"50\"", "max-age=5.0"] {
+            assert_eq!(
+                fresh(
+                    200,
+                    &[
+                        ("cache-control", "max-age=5"),
+                        ("cdn-cache-control", invalid)
+                    ]
+                ),
+                Some(5),
+                "{invalid} is ignored"
+            );
+        }
     }
 
     #[test]
     fn age_from_upstream_counts() {
-        assert_eq!(fresh(200, &[("cache-control", "max-age=60"), ("age", "50")]), Some(10));
+        assert_eq!(
+            fresh(200, &[("cache-control", "max-age=60"), ("age", "50")]),
+            Some(10)
+        );
+        for (value, left) in [
+            ("50, 0", 10),
+            ("0, 50", 60),
+            ("50;x=1", 10),
+            ("abc", 60),
+            ("-50", 60),
+            ("50.0", 60),
+        ] {
+            let got = fresh(200, &[("cache-control", "max-age=60"), ("age", value)]);
+            assert_eq!(got, Some(left), "Age: {value}");
+        }
+        let huge = fresh(
+            200,
+            &[
+                ("cache-control", "max-age=60"),
+                ("age", "99999999999999999999"),
+            ],
+        );
+        assert!(huge.unwrap() < 0, "an Age past any max-age is stale");
         let now = SystemTime::now();
         let aged = decide_at(
             &resp(200, &[("cache-control", "max-age=60"), ("age", "50")]),
@@ -311,10 +400,14 @@ mod tests {
             panic!("stored")
         };
         assert!(meta.age() >= Duration::from_secs(50));
-        assert!(meta.response_header().headers.get("age").is_none());
         let an_hour_ago = httpdate::fmt_http_date(now - Duration::from_secs(3600));
         assert!(
-            fresh(200, &[("cache-control", "max-age=3000"), ("date", &an_hour_ago)]).unwrap() < 0,
+            fresh(
+                200,
+                &[("cache-control", "max-age=3000"), ("date", &an_hour_ago)]
+            )
+            .unwrap()
+                < 0,
             "the time since Date counts"
         );
     }
@@ -330,7 +423,11 @@ mod tests {
         assert_eq!(fresh(302, &[]), None, "not cacheable by default");
         assert_eq!(fresh(302, &[("cache-control", "max-age=60")]), Some(60));
         assert_eq!(fresh(404, &[]), Some(10), "negative ttl");
-        assert_eq!(fresh(200, &[("cache-control", "no-cache")]), None, "no validator");
+        assert_eq!(
+            fresh(200, &[("cache-control", "no-cache")]),
+            None,
+            "no validator"
+        );
         assert_eq!(
             fresh(200, &[("cache-control", "no-cache"), ("etag", "\"v\"")]),
             Some(0),
@@ -343,9 +440,28 @@ mod tests {
             RespCacheable::Uncacheable(_)
         ));
         let mut no_heuristic = policy(true);
-        no_heuristic.heuristic = false;
+        no_heuristic.heuristic = Heuristic::None;
         assert!(matches!(
             decide_at(&resp(200, &[]), &no_heuristic, false, now),
+            RespCacheable::Uncacheable(_)
+        ));
+        let mut by_date = policy(true);
+        by_date.heuristic = Heuristic::LastModified;
+        let date = httpdate::fmt_http_date(now);
+        let day_ago = httpdate::fmt_http_date(now - Duration::from_secs(1000));
+        let c = decide_at(
+            &resp(200, &[("date", &date), ("last-modified", &day_ago)]),
+            &by_date,
+            false,
+            now,
+        );
+        let left = fresh_secs(&c, now).unwrap();
+        assert!(
+            (99..=100).contains(&left),
+            "a tenth of the time since: {left}"
+        );
+        assert!(matches!(
+            decide_at(&resp(200, &[("date", &date)]), &by_date, false, now),
             RespCacheable::Uncacheable(_)
         ));
     }
@@ -366,14 +482,20 @@ mod tests {
     }
 
     #[test]
-    fn stored_copy_leaves_out_cookies_and_private_fields() {
+    fn cookies_are_not_stored_nor_private_fields() {
+        assert_eq!(
+            fresh(
+                200,
+                &[("cache-control", "max-age=60"), ("set-cookie", "a=b")]
+            ),
+            None
+        );
         let now = SystemTime::now();
         let c = decide_at(
             &resp(
                 200,
                 &[
                     ("cache-control", "max-age=60, private=\"x-user\""),
-                    ("set-cookie", "a=b"),
                     ("x-user", "u"),
                     ("x-kept", "k"),
                 ],
@@ -386,7 +508,7 @@ mod tests {
             panic!("stored")
         };
         let h = &meta.response_header().headers;
-        assert!(h.get("set-cookie").is_none() && h.get("x-user").is_none());
+        assert!(h.get("x-user").is_none());
         assert_eq!(h.get("x-kept").unwrap(), "k");
     }
 
@@ -400,9 +522,12 @@ mod tests {
             ("max-age=60, proxy-revalidate", 0),
             ("s-maxage=60", 0),
         ] {
-            let RespCacheable::Cacheable(meta) =
-                decide_at(&resp(200, &[("cache-control", cc)]), &policy(true), false, now)
-            else {
+            let RespCacheable::Cacheable(meta) = decide_at(
+                &resp(200, &[("cache-control", cc)]),
+                &policy(true),
+                false,
+                now,
+            ) else {
                 panic!("{cc} stored")
             };
             assert_eq!(meta.stale_if_error_sec(), window, "{cc}");

@@ -14,11 +14,10 @@ use cdn_observe::access::Access;
 use cdn_observe::decorate::UpstreamEntries;
 use cdn_observe::{cache_status, request_id, server_timing};
 use cdn_observe::{Decoration, Metrics, Outcome, Tier, UpstreamResult};
-use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::key::{CacheHashKey, HashBinary};
+use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::{
-    CacheKey, CacheMeta, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable,
-    VarianceBuilder,
+    CacheKey, CacheMeta, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable, VarianceBuilder,
 };
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -172,7 +171,10 @@ impl ProxyHttp for TierProxy {
     /// by `cache_vary_filter`.
     fn cache_key_callback(&self, _session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
         let admitted = ctx.admitted.as_ref().ok_or_else(|| {
-            Error::explain(pingora::ErrorType::InternalError, "cache key before admission")
+            Error::explain(
+                pingora::ErrorType::InternalError,
+                "cache key before admission",
+            )
         })?;
         Ok(CacheKey::new(admitted.upstream_target.as_str(), ""))
     }
@@ -299,6 +301,11 @@ impl ProxyHttp for TierProxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if resp.status.is_informational() {
+            // An interim response (103 Early Hints, …) passes on as it came; the final one
+            // follows.
+            return Ok(());
+        }
         // The upstream's entries describe this fetch only: keep them out of the stored copy.
         let take = |resp: &mut ResponseHeader, name: &str| {
             let value = resp
@@ -351,6 +358,9 @@ impl ProxyHttp for TierProxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if resp.status.is_informational() {
+            return Ok(());
+        }
         outcome::settle(session, &mut ctx.outcome, ctx.looked_up);
         if self.tier == Tier::Edge {
             // Aimed at the CDN's tiers (RFC 9213): clients never see it.
@@ -367,6 +377,17 @@ impl ProxyHttp for TierProxy {
         }
         ctx.cache_status = self.decoration(ctx).apply(&mut Headers(resp));
         Ok(())
+    }
+
+    /// Stale copies are served while they revalidate (within their stale-while-revalidate
+    /// window, which pingora-cache checks) and when the upstream fails (within stale-if-error).
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Ctx,
+        error: Option<&Error>,
+    ) -> bool {
+        error.is_none_or(|e| e.esource() == &ErrorSource::Upstream)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
