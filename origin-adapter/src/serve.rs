@@ -82,8 +82,32 @@ impl Origin {
             Method::HEAD => true,
             _ => return Err(HttpError::MethodNotAllowed),
         };
-        let target = Target::parse(req.uri())?;
-        let policy = self.routes.policy(target.path()).ok_or(HttpError::NoRoute)?;
+        let target = Target::parse(req.uri(), req.headers().get(http::header::HOST))?;
+        let policy = self
+            .routes
+            .policy(target.path())
+            .ok_or(HttpError::NoRoute)?;
+        match self.serve(req, head_only, &target, policy).await {
+            // Missing under a cached route: cacheable for the route's negative_ttl, so a
+            // flood of missing names reaches the backend once per name, not once per request.
+            Err(HttpError::NotFound) if policy.cacheable => {
+                let mut resp = error_response(&HttpError::NotFound);
+                let cache_control = format!("public, max-age={}", policy.negative_ttl.as_secs());
+                resp.headers_mut()
+                    .insert(CACHE_CONTROL, cache_control.parse().expect("ascii"));
+                Ok(resp)
+            }
+            other => other,
+        }
+    }
+
+    async fn serve<B>(
+        &self,
+        req: &Request<B>,
+        head_only: bool,
+        target: &Target,
+        policy: &RoutePolicy,
+    ) -> Result<Response<Body>, HttpError> {
         let key = target.object_key();
         if key.is_empty() || key.ends_with('/') {
             return Err(HttpError::NotFound);
