@@ -7,9 +7,11 @@
 //! (`TESTKIT_PATIENCE_SECS` scales it for slow machines).
 
 mod s3;
+pub mod scripted;
 pub mod stack;
 
 pub use s3::S3Server;
+pub use scripted::{Canned, ScriptedOrigin, Seen};
 pub use stack::{Backend, Mode, Stack, StackOptions, Tier};
 
 use sha2::{Digest, Sha256};
@@ -88,28 +90,64 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// Sends one raw HTTP/1.1 request line (the path exactly as given, no client normalisation)
-/// and returns the status code.
-pub fn raw_status(addr: std::net::SocketAddr, method: &str, path: &str) -> u16 {
+/// Sends one raw HTTP/1.1 request line (the target exactly as given, no client
+/// normalisation) and returns the status code.
+pub fn raw_status(addr: std::net::SocketAddr, method: &str, target: &str) -> u16 {
+    raw_request(addr, method, target, &[]).status
+}
+
+/// A reply read off the wire: status and header block (the body is not read).
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    /// The header block, one `name: value` per line, names as sent.
+    pub head: String,
+}
+
+impl RawReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Sends one raw HTTP/1.1 request (target exactly as given) and reads the reply's head.
+pub fn raw_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> RawReply {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(patience())).expect("timeout");
-    let request =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).expect("write request");
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n") {
+    while !head.ends_with(b"\r\n\r\n") {
         match stream.read(&mut byte) {
             Ok(1) => head.push(byte[0]),
             _ => break,
         }
     }
-    let line = String::from_utf8_lossy(&head);
-    line.split_whitespace()
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let (line, rest) = text.split_once("\r\n").unwrap_or((&text, ""));
+    let status = line
+        .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {line:?} for {path}"))
+        .unwrap_or_else(|| panic!("no status line in {line:?} for {target}"));
+    RawReply {
+        status,
+        head: rest.replace("\r\n", "\n"),
+    }
 }
 
 /// One HTTP exchange's result, body read whole.
@@ -250,4 +288,14 @@ pub fn request_counts(
 /// Requests a tier has answered so far (every `cache` result), by its live `/metrics`.
 pub fn answered(admin: std::net::SocketAddr) -> u64 {
     request_counts(admin).values().sum()
+}
+
+/// The sum of every series of one metric family in a tier's live `/metrics`.
+pub fn metric_sum(admin: std::net::SocketAddr, name: &str) -> f64 {
+    let text = String::from_utf8(get(&format!("http://{admin}/metrics")).body.to_vec())
+        .expect("utf-8 metrics");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

@@ -381,7 +381,7 @@ impl Stack {
              shield:\n  listen: {shield}\n  admin: {shield_admin}\n  origin: {shield_upstream}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{shield_disk}\
              edge:\n  listen: {edge}\n  admin: {edge_admin}\n  shields: [{shield}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
              logging:\n  format: {log_format}\n\
-             routes:\n  - prefix: /private/\n    ttl: 1h\n    auth: true\n  - prefix: /short/\n    ttl: 1s\n  - prefix: /nocache/\n    ttl: 1h\n    cache: false\n  - prefix: /\n    ttl: 1h\n",
+             routes:\n  - prefix: /private/\n    ttl: 1h\n    auth: true\n  - prefix: /short/\n    ttl: 1s\n  - prefix: /nocache/\n    ttl: 1h\n    cache: false\n  - prefix: /q/\n    ttl: 1h\n    query: [v]\n  - prefix: /writes/\n    ttl: 1h\n    pass_writes: true\n  - prefix: /\n    ttl: 1h\n",
             origin = w.origin.traffic,
             origin_admin = admin(w.origin),
             timeout = o.origin_timeout,

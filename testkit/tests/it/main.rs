@@ -1,7 +1,9 @@
 //! End-to-end tests: the real binaries as processes on loopback, against a local-directory
 //! origin and a real S3-compatible server.
 
+mod canonical;
 mod config_errors;
+mod http_caching;
 mod observability;
 mod origin_failures;
 mod persistence;

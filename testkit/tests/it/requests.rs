@@ -62,14 +62,18 @@ fn head_range_and_not_modified() {
         let missing = get(&format!("{base}/no/such/object"));
         assert_eq!(missing.status, 404, "{url}");
     }
-    // A 404 is not stored: asking again still goes upstream.
+    // A 404 is stored for the route's negative_ttl (10 s by default): asking again is a hit.
     let again = get(&stack.url("/no/such/object"));
+    assert_eq!(again.status, 404);
     assert!(
-        again
-            .cache_status()
-            .contains("shield; fwd=miss; fwd-status=404"),
+        again.cache_status().starts_with("edge-pop; hit"),
         "{}",
         again.cache_status()
+    );
+    let at_origin = get(&format!("{origin}/no/such/object"));
+    assert_eq!(
+        at_origin.header("cache-control"),
+        Some("public, max-age=10")
     );
 }
 

@@ -1,0 +1,337 @@
+//! HTTP caching by RFC 9111 through edge → shield, against a scripted origin that sends the
+//! exact fields each rule is about; every assertion is on what the origin saw or on the value
+//! a client got (a copy's real `Age`, a variant's body), not on a header's presence.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use testkit::{
+    get, get_hashed, metric_sum, pattern, request, sha256_hex, Backend, Canned, ScriptedOrigin,
+    Seen, Stack, StackOptions,
+};
+
+fn stack_before(origin: &ScriptedOrigin) -> (tempfile::TempDir, Stack) {
+    let unused = tempfile::tempdir().unwrap();
+    let mut options = StackOptions::new(Backend::Local(unused.path().to_owned()));
+    options.shield_origin = Some(origin.addr);
+    let stack = Stack::start(options);
+    (unused, stack)
+}
+
+fn age(reply: &testkit::Reply) -> u64 {
+    reply
+        .header("age")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no Age in {:?}", reply.headers))
+}
+
+#[test]
+fn vary_stores_variants_apart() {
+    let origin = ScriptedOrigin::start(|req: &Seen| {
+        let lang = req.header("accept-language").unwrap_or("none").to_owned();
+        Canned::new(
+            200,
+            &[("cache-control", "max-age=60"), ("vary", "Accept-Language")],
+            lang.as_bytes(),
+        )
+    });
+    let (_dir, stack) = stack_before(&origin);
+    let url = stack.url("/vary/greeting");
+    for (round, lang) in ["en", "fr", "en", "fr", "", "en"].into_iter().enumerate() {
+        let headers: &[(&str, &str)] = if lang.is_empty() {
+            &[]
+        } else {
+            &[("accept-language", lang)]
+        };
+        let r = request("GET", &url, headers);
+        let expected = if lang.is_empty() { "none" } else { lang };
+        assert_eq!(&r.body[..], expected.as_bytes(), "round {round}");
+        if round >= 2 && !lang.is_empty() {
+            assert!(
+                r.cache_status().contains("edge-pop; hit"),
+                "round {round}: {}",
+                r.cache_status()
+            );
+        }
+    }
+    assert_eq!(origin.count("/vary/greeting"), 3, "one fetch per variant");
+}
+
+#[test]
+fn authorization_is_not_served_another_clients_copy() {
+    let origin = ScriptedOrigin::start(|req: &Seen| {
+        let whose = req
+            .header("authorization")
+            .unwrap_or("anonymous")
+            .to_owned();
+        let cc = if req.path().starts_with("/shared/") {
+            "public, max-age=60"
+        } else {
+            "max-age=60"
+        };
+        Canned::new(200, &[("cache-control", cc)], whose.as_bytes())
+    });
+    let (_dir, stack) = stack_before(&origin);
+    let url = stack.url("/auth/doc");
+    assert_eq!(&get(&url).body[..], b"anonymous");
+    assert_eq!(&get(&url).body[..], b"anonymous");
+    assert_eq!(origin.count("/auth/doc"), 1);
+    for token in ["Bearer a", "Bearer b", "Bearer a"] {
+        let r = request("GET", &url, &[("authorization", token)]);
+        assert_eq!(&r.body[..], token.as_bytes(), "not another client's copy");
+    }
+    assert_eq!(origin.count("/auth/doc"), 4, "each went to the origin");
+
+    // A response that says `public` may answer requests with credentials from the cache.
+    let url = stack.url("/shared/doc");
+    assert_eq!(&get(&url).body[..], b"anonymous");
+    let r = request("GET", &url, &[("authorization", "Bearer a")]);
+    assert_eq!(&r.body[..], b"anonymous");
+    assert_eq!(origin.count("/shared/doc"), 1);
+}
+
+#[test]
+fn age_is_the_copys_real_age_through_two_tiers() {
+    let origin = ScriptedOrigin::start(|_req: &Seen| {
+        Canned::new(
+            200,
+            &[("cache-control", "max-age=100"), ("etag", "\"a1\"")],
+            b"aged",
+        )
+    });
+    let (_dir, mut stack) = stack_before(&origin);
+    let url = stack.url("/age/doc");
+    assert_eq!(get(&url).status, 200);
+    std::thread::sleep(Duration::from_millis(2200));
+    let r = get(&url);
+    assert!((2..=3).contains(&age(&r)), "edge hit: Age {}", age(&r));
+    // A new edge gets the shield's copy: it is as old there as at the shield.
+    let edge2 = stack.start_edge();
+    for round in 0..2 {
+        let r = get(&format!("http://{edge2}/age/doc"));
+        assert!(
+            (2..=3).contains(&age(&r)),
+            "second edge round {round}: Age {}",
+            age(&r)
+        );
+    }
+    assert_eq!(origin.count("/age/doc"), 1);
+}
+
+#[test]
+fn a_304_updates_the_copy_and_its_age() {
+    let origin = ScriptedOrigin::start(|req: &Seen| {
+        if req.header("if-none-match") == Some("\"r1\"") {
+            Canned::new(
+                304,
+                &[
+                    ("cache-control", "max-age=100"),
+                    ("etag", "\"r1\""),
+                    ("age", "30"),
+                    ("x-version", "2"),
+                ],
+                b"",
+            )
+        } else {
+            Canned::new(
+                200,
+                &[
+                    ("cache-control", "max-age=1"),
+                    ("etag", "\"r1\""),
+                    ("x-version", "1"),
+                ],
+                b"body",
+            )
+        }
+    });
+    let (_dir, stack) = stack_before(&origin);
+    let url = stack.url("/reval/doc");
+    assert_eq!(get(&url).header("x-version"), Some("1"));
+    std::thread::sleep(Duration::from_millis(1500));
+    for round in 0..2 {
+        let r = get(&url);
+        assert_eq!(&r.body[..], b"body", "round {round}");
+        assert_eq!(
+            r.header("x-version"),
+            Some("2"),
+            "round {round}: 304 fields merged"
+        );
+        assert!(
+            (30..=31).contains(&age(&r)),
+            "round {round}: Age {} after a 304 saying 30",
+            age(&r)
+        );
+    }
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 2, "one fetch, one revalidation");
+    assert_eq!(seen[1].header("if-none-match"), Some("\"r1\""));
+}
+
+#[test]
+fn no_cache_revalidates_and_must_revalidate_beats_stale_if_error() {
+    let down = Arc::new(AtomicBool::new(false));
+    let down_ = down.clone();
+    let origin = ScriptedOrigin::start(move |req: &Seen| {
+        if down_.load(Ordering::SeqCst) {
+            return Canned::new(503, &[], b"down");
+        }
+        match req.path() {
+            "/nc/doc" if req.header("if-none-match").is_some() => Canned::new(
+                304,
+                &[("cache-control", "no-cache"), ("etag", "\"n\"")],
+                b"",
+            ),
+            "/nc/doc" => Canned::new(
+                200,
+                &[("cache-control", "no-cache"), ("etag", "\"n\"")],
+                b"nc",
+            ),
+            "/sie/must" => Canned::new(
+                200,
+                &[
+                    ("cache-control", "max-age=1, must-revalidate"),
+                    ("etag", "\"m\""),
+                ],
+                b"must",
+            ),
+            _ => Canned::new(
+                200,
+                &[("cache-control", "max-age=1"), ("etag", "\"p\"")],
+                b"plain",
+            ),
+        }
+    });
+    let (_dir, stack) = stack_before(&origin);
+    for round in 0..3 {
+        let r = get(&stack.url("/nc/doc"));
+        assert_eq!((r.status, &r.body[..]), (200, &b"nc"[..]), "round {round}");
+    }
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 3, "every use revalidated");
+    assert!(seen[1..]
+        .iter()
+        .all(|s| s.header("if-none-match") == Some("\"n\"")));
+
+    assert_eq!(get(&stack.url("/sie/plain")).status, 200);
+    assert_eq!(get(&stack.url("/sie/must")).status, 200);
+    down.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1500));
+    let plain = get(&stack.url("/sie/plain"));
+    assert_eq!(
+        (plain.status, &plain.body[..]),
+        (200, &b"plain"[..]),
+        "stale if error"
+    );
+    let must = get(&stack.url("/sie/must"));
+    assert_eq!(must.status, 503, "must-revalidate: no stale copy");
+}
+
+#[test]
+fn targeted_cache_control_cookies_and_hop_fields() {
+    let origin = ScriptedOrigin::start(|req: &Seen| {
+        if req.path() == "/cookie/doc" {
+            return Canned::new(
+                200,
+                &[("cache-control", "max-age=60"), ("set-cookie", "session=1")],
+                b"cookie",
+            );
+        }
+        Canned::new(
+            200,
+            &[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=60"),
+                ("connection", "x-hop"),
+                ("x-hop", "1"),
+            ],
+            b"cdn",
+        )
+    });
+    let (_dir, stack) = stack_before(&origin);
+    let url = stack.url("/cdn/doc");
+    let first = get(&url);
+    let second = get(&url);
+    assert!(
+        second.cache_status().contains("edge-pop; hit"),
+        "{}",
+        second.cache_status()
+    );
+    for r in [&first, &second] {
+        assert_eq!(
+            r.header("cache-control"),
+            Some("no-store"),
+            "clients' rules unchanged"
+        );
+        assert_eq!(r.header("cdn-cache-control"), None, "not past the edge");
+        assert_eq!(r.header("x-hop"), None, "listed in Connection");
+    }
+    assert_eq!(origin.count("/cdn/doc"), 1);
+    // One client's cookie is never stored for the next.
+    for _ in 0..2 {
+        let r = get(&stack.url("/cookie/doc"));
+        assert_eq!(r.header("set-cookie"), Some("session=1"));
+    }
+    assert_eq!(origin.count("/cookie/doc"), 2);
+}
+
+#[test]
+fn missing_objects_are_cached_briefly() {
+    let origin = ScriptedOrigin::start(|_req: &Seen| Canned::new(404, &[], b"no"));
+    let (_dir, stack) = stack_before(&origin);
+    for _ in 0..5 {
+        assert_eq!(get(&stack.url("/nothing/here")).status, 404);
+    }
+    assert_eq!(origin.count("/nothing/here"), 1, "negative_ttl");
+}
+
+#[test]
+fn a_successful_write_invalidates_the_copy() {
+    let origin = ScriptedOrigin::start(|req: &Seen| match req.method.as_str() {
+        "GET" => Canned::new(200, &[("cache-control", "max-age=60")], b"v"),
+        _ => Canned::new(200, &[], b"written"),
+    });
+    let (_dir, stack) = stack_before(&origin);
+    let url = stack.url("/writes/doc");
+    get(&url);
+    get(&url);
+    assert_eq!(origin.count("/writes/doc"), 1);
+    let r = request("POST", &url, &[("content-type", "text/plain")]);
+    assert_eq!((r.status, &r.body[..]), (200, &b"written"[..]));
+    let r = get(&url);
+    assert!(
+        r.cache_status().contains("fwd=miss"),
+        "{}",
+        r.cache_status()
+    );
+    let methods: Vec<String> = origin.seen().into_iter().map(|s| s.method).collect();
+    assert_eq!(methods, ["GET", "POST", "GET"]);
+    // Routes that do not pass writes refuse them.
+    assert_eq!(request("POST", &stack.url("/other"), &[]).status, 405);
+}
+
+#[test]
+fn revalidating_a_large_object_keeps_its_body() {
+    let root = tempfile::tempdir().unwrap();
+    let data = pattern(64 << 20, 9);
+    std::fs::create_dir_all(root.path().join("short")).unwrap();
+    std::fs::write(root.path().join("short/big.bin"), &data).unwrap();
+    let stack = Stack::start(StackOptions::new(Backend::Local(root.path().to_owned())));
+    let url = stack.url("/short/big.bin");
+    let (status, _, len, hash) = get_hashed(&url);
+    assert_eq!(
+        (status, len, hash.as_str()),
+        (200, data.len() as u64, sha256_hex(&data).as_str())
+    );
+    let sent = || metric_sum(stack.origin_admin, "cdn_response_bytes_total");
+    let before = sent();
+    // The route's ttl is 1 s: both copies are stale now, and the origin answers 304.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, cache_status, len, hash) = get_hashed(&url);
+    assert_eq!((status, len), (200, data.len() as u64));
+    assert_eq!(hash, sha256_hex(&data));
+    assert!(cache_status.contains("fwd=stale"), "{cache_status}");
+    // Again: served from the kept copy (a hit, or another bodiless revalidation).
+    let (_, _, _, hash) = get_hashed(&url);
+    assert_eq!(hash, sha256_hex(&data));
+    assert!(sent() - before < 1024.0, "no body from the origin");
+}
