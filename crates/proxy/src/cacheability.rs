@@ -80,7 +80,16 @@ fn decide_at(
         return no("not a whole response");
     }
     let cc = directives(resp);
-    if cc.as_ref().is_some_and(|cc| cc.no_store() || cc.private()) {
+    // `must-understand` (RFC 9111 §5.2.2.3): a status this cache understands overrides
+    // `no-store`; one it does not is never stored.
+    let must_understand = cc.as_ref().is_some_and(|cc| cc.has_key("must-understand"));
+    if must_understand && resp.status.canonical_reason().is_none() {
+        return no("must-understand, status not understood");
+    }
+    if cc
+        .as_ref()
+        .is_some_and(|cc| (cc.no_store() && !must_understand) || cc.private())
+    {
         return no("no-store or private");
     }
     if authorization
@@ -161,6 +170,29 @@ fn decide_at(
         stale_if_error,
         header,
     ))
+}
+
+/// A request field's value as a `Vary` variant is told by: list members trimmed and joined
+/// the same way whether sent on one line or several; for the content-negotiation fields,
+/// whose values are case-insensitive tokens, also lower-cased and in one order.
+pub fn vary_value(name: &str, values: http::header::GetAll<'_, http::HeaderValue>) -> Vec<u8> {
+    let mut members: Vec<Vec<u8>> = values
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|m| m.trim_ascii().to_vec())
+        .filter(|m| !m.is_empty())
+        .collect();
+    if matches!(
+        name,
+        "accept" | "accept-encoding" | "accept-language" | "accept-charset"
+    ) {
+        for member in &mut members {
+            member.make_ascii_lowercase();
+        }
+        members.sort();
+        members.dedup();
+    }
+    members.join(&b","[..])
 }
 
 /// Whether a stored response may answer a request that carries `Authorization` (§3.5).
@@ -250,10 +282,7 @@ fn expires_lifetime(resp: &ResponseHeader, date: SystemTime) -> Option<Duration>
     if all.next().is_some() {
         return Some(Duration::ZERO);
     }
-    let expires = first
-        .to_str()
-        .ok()
-        .and_then(|v| httpdate::parse_http_date(v.trim()).ok());
+    let expires = first.to_str().ok().and_then(parse_date);
     Some(expires.map_or(Duration::ZERO, |e| {
         e.duration_since(date).unwrap_or_default()
     }))
@@ -263,7 +292,39 @@ fn http_date(resp: &ResponseHeader, name: http::header::HeaderName) -> Option<Sy
     resp.headers
         .get(name)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v.trim()).ok())
+        .and_then(parse_date)
+}
+
+/// An HTTP date in any of its three forms (RFC 9110 §5.6.7), names in any letter case.
+fn parse_date(text: &str) -> Option<SystemTime> {
+    const NAMES: [&str; 20] = [
+        "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "GMT",
+    ];
+    const DAYS: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    let text = text.trim();
+    if let Ok(time) = httpdate::parse_http_date(text) {
+        return Some(time);
+    }
+    let mut fixed = String::with_capacity(text.len());
+    for piece in text.split_inclusive([' ', ',', '-']) {
+        let word = piece.trim_end_matches([' ', ',', '-']);
+        let named = NAMES
+            .iter()
+            .chain(DAYS.iter())
+            .find(|n| n.eq_ignore_ascii_case(word));
+        fixed.push_str(named.copied().unwrap_or(word));
+        fixed.push_str(&piece[word.len()..]);
+    }
+    httpdate::parse_http_date(&fixed).ok()
 }
 
 fn secs(d: Duration) -> u32 {
@@ -362,6 +423,55 @@ mod tests {
                 "{invalid} is ignored"
             );
         }
+    }
+
+    #[test]
+    fn vary_values_normalised() {
+        let value = |name: &str, lines: &[&str]| {
+            let mut h = http::HeaderMap::new();
+            for l in lines {
+                h.append("x", l.parse().unwrap());
+            }
+            String::from_utf8(vary_value(name, h.get_all("x"))).unwrap()
+        };
+        assert_eq!(value("foo", &["1, 2"]), value("foo", &["1", "2"]));
+        assert_eq!(value("foo", &[" 1, 2 "]), value("foo", &["1,2"]));
+        assert_ne!(
+            value("foo", &["A"]),
+            value("foo", &["a"]),
+            "other fields keep case"
+        );
+        assert_eq!(
+            value("accept-language", &["en, De"]),
+            value("accept-language", &["de, en"])
+        );
+        assert_eq!(value("foo", &[]), "");
+    }
+
+    #[test]
+    fn dates_in_any_form_and_case() {
+        let expected = parse_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        for text in [
+            "sun, 06 nov 1994 08:49:37 gmt",
+            "SUN, 06 NOV 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(parse_date(text), Some(expected), "{text}");
+        }
+        assert_eq!(parse_date("0"), None);
+        assert_eq!(parse_date("Sun, 06 Nov 1994 08:49:37"), None);
+    }
+
+    #[test]
+    fn must_understand_overrides_no_store_for_known_statuses() {
+        let cc = "max-age=60, no-store, must-understand";
+        assert_eq!(fresh(200, &[("cache-control", cc)]), Some(60));
+        assert_eq!(fresh(599, &[("cache-control", cc)]), None);
+        assert_eq!(
+            fresh(200, &[("cache-control", "max-age=60, no-store")]),
+            None
+        );
     }
 
     #[test]

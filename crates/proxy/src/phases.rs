@@ -203,13 +203,7 @@ impl ProxyHttp for TierProxy {
         names.dedup();
         let mut variance = VarianceBuilder::new();
         for name in names {
-            let value: Vec<u8> = req
-                .headers
-                .get_all(name.as_str())
-                .iter()
-                .map(|v| v.as_bytes())
-                .collect::<Vec<_>>()
-                .join(&b","[..]);
+            let value = cacheability::vary_value(&name, req.headers.get_all(name.as_str()));
             variance.add_owned_name_value(name, value);
         }
         variance.finalize()
