@@ -101,7 +101,7 @@ fn a_scripted_sequence_moves_each_tiers_metrics_exactly() {
     assert_eq!(timing_names(l1.header("server-timing").unwrap()), ["edge"]);
     assert!(l1.cache_status().starts_with("edge-pop; hit"));
 
-    // 4. A 404, passed through and not stored.
+    // 4. A 404, from the origin (then stored briefly: the route's negative_ttl).
     let missing = get(&stack.url("/missing"));
     assert_eq!(missing.status, 404);
     assert_eq!(
@@ -161,7 +161,7 @@ fn a_scripted_sequence_moves_each_tiers_metrics_exactly() {
     assert!(edge_metrics.contains(r#"cdn_requests_total{code_class="4xx",tier="edge"} 1"#));
     assert!(edge_metrics.contains(r#"cdn_upstream_requests_total{result="ok",tier="edge"} 4"#));
     assert!(
-        edge_metrics.contains(r#"cdn_cache_objects{medium="disk",tier="edge"} 2"#),
+        edge_metrics.contains(r#"cdn_cache_objects{medium="disk",tier="edge"} 3"#),
         "{edge_metrics}"
     );
 }
