@@ -91,20 +91,47 @@ impl Target {
         utf8_percent_encode(&self.path, PATH_ESCAPES).to_string()
     }
 
-    /// The query's parameters that `keep` accepts (by decoded name), in the order sent; empty
-    /// parameters dropped. `None` when nothing is kept.
+    /// The query's parameters that `keep` accepts (by decoded name), in the order sent, each
+    /// in one spelling (escaped unreserved characters decoded, other escapes in upper case);
+    /// empty parameters dropped. `None` when nothing is kept.
     pub fn query_kept(&self, keep: impl Fn(&str) -> bool) -> Option<String> {
         let query = self.query.as_deref()?;
-        let kept: Vec<&str> = query
+        let kept: Vec<String> = query
             .split('&')
             .filter(|param| !param.is_empty())
             .filter(|param| {
                 let name = param.split_once('=').map_or(*param, |(name, _)| name);
                 keep(&percent_decode_str(name).decode_utf8_lossy())
             })
+            .map(one_spelling)
             .collect();
         (!kept.is_empty()).then(|| kept.join("&"))
     }
+}
+
+/// `%41` → `A` for unreserved characters (RFC 3986 §6.2.2.2), `%2f` → `%2F` for the rest.
+fn one_spelling(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let byte = rest
+            .get(at + 1..at + 3)
+            .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match byte {
+            Some(b) if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => out.push(char::from(b)),
+            Some(b) => out.push_str(&format!("%{b:02X}")),
+            None => {
+                out.push('%');
+                rest = &rest[at + 1..];
+                continue;
+            }
+        }
+        rest = &rest[at + 3..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn decode_path(path: &str) -> Result<String, BadPath> {
@@ -225,8 +252,16 @@ mod tests {
         assert_eq!(t.query(), Some("b=1&&utm=x&a=2&b%3d=3"));
         assert_eq!(t.query_kept(|_| false), None);
         assert_eq!(t.query_kept(|n| n == "b"), Some("b=1".into()));
-        assert_eq!(t.query_kept(|_| true), Some("b=1&utm=x&a=2&b%3d=3".into()));
+        assert_eq!(t.query_kept(|_| true), Some("b=1&utm=x&a=2&b%3D=3".into()));
         assert_eq!(target("/a").unwrap().query_kept(|_| true), None);
+        let spelled = |q: &str| target(&format!("/a?{q}")).unwrap().query_kept(|_| true);
+        assert_eq!(spelled("v=%31"), spelled("v=1"));
+        assert_eq!(spelled("%76=1"), spelled("v=1"));
+        assert_eq!(spelled("v=a%2fb"), Some("v=a%2Fb".into()));
+        assert_eq!(spelled("v=%"), Some("v=%".into()));
+        assert_eq!(spelled("v=%4"), Some("v=%4".into()));
+        assert_eq!(spelled("v=%zz1"), Some("v=%zz1".into()));
+        assert_eq!(spelled("v=%+1"), Some("v=%+1".into()));
     }
 
     #[test]
