@@ -13,6 +13,9 @@ pub enum HttpError {
     /// objects. The reason is told to the client.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The request target is longer than a tier passes on.
+    #[error("request target too long")]
+    UriTooLong,
     /// The HTTP layer could not read the request.
     #[error("request could not be read")]
     Unreadable,
@@ -45,6 +48,7 @@ impl HttpError {
     pub fn status(&self) -> u16 {
         match self {
             HttpError::BadRequest(_) | HttpError::Unreadable => 400,
+            HttpError::UriTooLong => 414,
             HttpError::Unauthorized => 401,
             HttpError::NoRoute | HttpError::NotFound => 404,
             HttpError::MethodNotAllowed => 405,
@@ -62,6 +66,7 @@ impl HttpError {
     pub fn body(&self) -> String {
         let text = match self {
             HttpError::BadRequest(why) => return format!("bad request: {why}\n"),
+            HttpError::UriTooLong => "request target too long",
             HttpError::Unreadable => "bad request",
             HttpError::MethodNotAllowed => "method not allowed",
             HttpError::NoRoute | HttpError::NotFound => "not found",

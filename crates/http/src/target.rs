@@ -20,11 +20,22 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTRO
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadPath(pub &'static str);
 
+impl BadPath {
+    pub const TOO_LONG: BadPath = BadPath("request target too long");
+}
+
 impl From<BadPath> for crate::HttpError {
     fn from(bad: BadPath) -> Self {
+        if bad == BadPath::TOO_LONG {
+            return crate::HttpError::UriTooLong;
+        }
         crate::HttpError::BadRequest(bad.0)
     }
 }
+
+/// The longest canonical path and query a tier sends on (well under what any HTTP parser
+/// takes, and a URI's own limit).
+pub const MAX_TARGET: usize = 8 * 1024;
 
 /// Bytes written percent-encoded in a canonical path: everything but RFC 3986's unreserved
 /// characters, sub-delims, `:`, `@` and `/`.
@@ -65,10 +76,16 @@ impl Target {
             }
         }
         let query = uri.query().filter(|q| !q.is_empty()).map(str::to_owned);
-        Ok(Target {
+        let target = Target {
             path: decode_path(uri.path())?,
             query,
-        })
+        };
+        // Re-encoding may triple a path's length: judge what will be sent on.
+        let sent = target.encoded_path().len() + target.query.as_ref().map_or(0, |q| q.len() + 1);
+        if sent > MAX_TARGET {
+            return Err(BadPath::TOO_LONG);
+        }
+        Ok(target)
     }
 
     /// The decoded path, as routes are matched against it.
@@ -212,6 +229,14 @@ mod tests {
         ] {
             assert_eq!(target(spelling).as_ref(), Ok(&canonical), "{spelling}");
         }
+    }
+
+    #[test]
+    fn long_targets_are_414() {
+        let long = format!("/{}", "%C3%A9".repeat(MAX_TARGET / 4));
+        assert_eq!(target(&long), Err(BadPath::TOO_LONG));
+        assert_eq!(crate::HttpError::from(BadPath::TOO_LONG).status(), 414);
+        assert!(target(&format!("/{}", "a".repeat(MAX_TARGET - 1))).is_ok());
     }
 
     #[test]

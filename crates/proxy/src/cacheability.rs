@@ -54,9 +54,12 @@ fn targeted(resp: &ResponseHeader) -> Option<CacheControl> {
     }
     let joined = values.join(&b", "[..]);
     let dictionary: sfv::Dictionary = sfv::Parser::new(&joined).parse_dictionary().ok()?;
+    // Delta-seconds: a non-negative integer with no parameters, or the field is not used.
     let typed = dictionary.iter().all(|(key, entry)| {
         !SECONDS.contains(&key.as_str())
-            || matches!(entry, sfv::ListEntry::Item(item) if item.bare_item.as_integer().is_some())
+            || matches!(entry, sfv::ListEntry::Item(item)
+                if item.params.is_empty()
+                    && item.bare_item.as_integer().is_some_and(|i| i64::from(i) >= 0))
     });
     typed.then(|| CacheControl::from_resp_headers_named(CDN_CACHE_CONTROL, resp))?
 }
@@ -128,7 +131,10 @@ fn decide_at(
         }
         None => match policy.heuristic {
             Heuristic::None => return no("no explicit freshness"),
+            // Missing objects, and statuses stored only because the response says `public`
+            // (errors among them), are kept briefly.
             Heuristic::Ttl if status == 404 || status == 410 => policy.negative_ttl,
+            Heuristic::Ttl if !HEURISTIC_STATUSES.contains(&status) => policy.negative_ttl,
             Heuristic::Ttl => policy.ttl,
             Heuristic::LastModified => match http_date(resp, http::header::LAST_MODIFIED) {
                 Some(modified) => {
@@ -162,7 +168,15 @@ fn decide_at(
     if let Some(cc) = &cc {
         cc.strip_private_headers(&mut header);
     }
-    let created = now.checked_sub(age).unwrap_or(now);
+    // The age as this tier sees it, for the next tier: Pingora sends its own `Date`, so an age
+    // known only from the upstream's `Date` would otherwise be lost on the way.
+    header
+        .insert_header(http::header::AGE, age.as_secs().to_string())
+        .expect("digits are a valid header value");
+    let created = now
+        .checked_sub(age)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+        .max(SystemTime::UNIX_EPOCH);
     RespCacheable::Cacheable(CacheMeta::new(
         created + lifetime,
         created,
@@ -208,7 +222,9 @@ pub fn merge_not_modified(
     stored: &ResponseHeader,
     not_modified: &ResponseHeader,
 ) -> ResponseHeader {
-    const OWN: [&str; 10] = [
+    const OWN: [&str; 11] = [
+        // The variant stays the one stored (pingora-cache keeps its variance on a 304).
+        "vary",
         "content-length",
         "content-range",
         "transfer-encoding",
@@ -221,6 +237,9 @@ pub fn merge_not_modified(
         "content-encoding",
     ];
     let mut merged = stored.clone();
+    // The copy's age and date are the 304's now, said or not.
+    merged.remove_header(&http::header::AGE);
+    merged.remove_header(&http::header::DATE);
     let names: Vec<_> = not_modified
         .headers
         .keys()
@@ -237,25 +256,29 @@ pub fn merge_not_modified(
     merged
 }
 
-/// Removes the fields a response's `Connection` lists (RFC 9110 §7.6.1): they were meant for
-/// the hop that sent it, so they are neither stored nor forwarded.
-pub fn drop_connection_fields(resp: &mut ResponseHeader) {
-    let listed: Vec<String> = resp
-        .headers
+/// The fields a message's `Connection` lists (RFC 9110 §7.6.1): meant for the hop that sent
+/// it, so neither stored, forwarded nor looked at (a request's could otherwise reach the
+/// variant key while the upstream never sees them). Framing fields are never taken from it.
+pub fn connection_listed(headers: &http::HeaderMap) -> Vec<String> {
+    const KEEP: [&str; 5] = [
+        "close",
+        "keep-alive",
+        "content-length",
+        "transfer-encoding",
+        "host",
+    ];
+    headers
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty() && name != "close" && name != "keep-alive")
-        .collect();
-    for name in listed {
-        resp.remove_header(name.as_str());
-    }
+        .filter(|name| !name.is_empty() && !KEEP.contains(&name.as_str()))
+        .collect()
 }
 
 /// How old a response already is on arrival (RFC 9111 §4.2.3, with no transit delay counted):
-/// its `Age`, or the time since its `Date` if that is more.
+/// its `Age`, or the time since its `Date` if that is more; at most 2^31 s (§1.2.2).
 fn initial_age(resp: &ResponseHeader, date: Option<SystemTime>, now: SystemTime) -> Duration {
     // The first value counts; a parameter after it is ignored, anything else is no Age.
     let age_value = resp
@@ -272,8 +295,10 @@ fn initial_age(resp: &ResponseHeader, date: Option<SystemTime>, now: SystemTime)
     let apparent = date
         .and_then(|d| now.duration_since(d).ok())
         .unwrap_or_default();
-    age_value.max(apparent)
+    age_value.max(apparent).min(MAX_AGE)
 }
+
+const MAX_AGE: Duration = Duration::from_secs(1 << 31);
 
 /// `Expires` − `Date`: one valid `Expires`, or already stale (an invalid one means the past).
 fn expires_lifetime(resp: &ResponseHeader, date: SystemTime) -> Option<Duration> {
@@ -410,7 +435,13 @@ mod tests {
             ),
             None
         );
-        for invalid in ["max-age=50, &&&", "max-age=\"50\"", "max-age=5.0"] {
+        for invalid in [
+            "max-age=50, &&&",
+            "max-age=\"50\"",
+            "max-age=5.0",
+            "max-age=50;x=1",
+            "max-age=-1",
+        ] {
             assert_eq!(
                 fresh(
                     200,
@@ -491,14 +522,20 @@ mod tests {
             let got = fresh(200, &[("cache-control", "max-age=60"), ("age", value)]);
             assert_eq!(got, Some(left), "Age: {value}");
         }
-        let huge = fresh(
-            200,
-            &[
-                ("cache-control", "max-age=60"),
-                ("age", "99999999999999999999"),
-            ],
-        );
-        assert!(huge.unwrap() < 0, "an Age past any max-age is stale");
+        for huge in ["2147483648", "99999999999999999999"] {
+            let now = SystemTime::now();
+            let c = decide_at(
+                &resp(200, &[("cache-control", "max-age=60"), ("age", huge)]),
+                &policy(true),
+                false,
+                now,
+            );
+            assert!(fresh_secs(&c, now).unwrap() < 0, "Age: {huge} is stale");
+            let RespCacheable::Cacheable(meta) = c else {
+                unreachable!()
+            };
+            meta.serialize().expect("a stored copy that can be written");
+        }
         let now = SystemTime::now();
         let aged = decide_at(
             &resp(200, &[("cache-control", "max-age=60"), ("age", "50")]),
@@ -510,6 +547,24 @@ mod tests {
             panic!("stored")
         };
         assert!(meta.age() >= Duration::from_secs(50));
+        let an_hour_ago = httpdate::fmt_http_date(now - Duration::from_secs(3600));
+        let dated = decide_at(
+            &resp(
+                200,
+                &[("cache-control", "max-age=7200"), ("date", &an_hour_ago)],
+            ),
+            &policy(true),
+            false,
+            now,
+        );
+        let RespCacheable::Cacheable(meta) = dated else {
+            panic!("stored")
+        };
+        let said: u64 = meta.headers()["age"].to_str().unwrap().parse().unwrap();
+        assert!(
+            (3599..=3601).contains(&said),
+            "the age from Date is passed on: {said}"
+        );
         let an_hour_ago = httpdate::fmt_http_date(now - Duration::from_secs(3600));
         assert!(
             fresh(
@@ -549,6 +604,11 @@ mod tests {
             decide_at(&resp(200, &[]), &p, false, now),
             RespCacheable::Uncacheable(_)
         ));
+        assert_eq!(
+            fresh(503, &[("cache-control", "public")]),
+            Some(10),
+            "public errors kept briefly"
+        );
         let mut no_heuristic = policy(true);
         no_heuristic.heuristic = Heuristic::None;
         assert!(matches!(

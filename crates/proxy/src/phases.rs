@@ -131,6 +131,9 @@ impl ProxyHttp for TierProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        for name in cacheability::connection_listed(&session.req_header().headers) {
+            session.req_header_mut().remove_header(name.as_str());
+        }
         let incoming = session
             .req_header()
             .headers
@@ -313,7 +316,9 @@ impl ProxyHttp for TierProxy {
         ctx.upstream.cache_status = take(resp, cache_status::HEADER);
         ctx.upstream.server_timing = take(resp, server_timing::HEADER);
         resp.remove_header(request_id::HEADER);
-        cacheability::drop_connection_fields(resp);
+        for name in cacheability::connection_listed(&resp.headers) {
+            resp.remove_header(name.as_str());
+        }
         if resp.status == http::StatusCode::NOT_MODIFIED {
             ctx.not_modified = Some(Box::new(resp.clone()));
         }
