@@ -96,12 +96,14 @@ pub fn raw_status(addr: std::net::SocketAddr, method: &str, target: &str) -> u16
     raw_request(addr, method, target, &[]).status
 }
 
-/// A reply read off the wire: status and header block (the body is not read).
+/// A reply read off the wire: status, header block, and whatever followed it until the
+/// server closed the connection.
 #[derive(Debug)]
 pub struct RawReply {
     pub status: u16,
     /// The header block, one `name: value` per line, names as sent.
     pub head: String,
+    pub body: Vec<u8>,
 }
 
 impl RawReply {
@@ -137,6 +139,8 @@ pub fn raw_request(
             _ => break,
         }
     }
+    let mut body = Vec::new();
+    let _ = stream.read_to_end(&mut body);
     let text = String::from_utf8_lossy(&head).into_owned();
     let (line, rest) = text.split_once("\r\n").unwrap_or((&text, ""));
     let status = line
@@ -147,6 +151,7 @@ pub fn raw_request(
     RawReply {
         status,
         head: rest.replace("\r\n", "\n"),
+        body,
     }
 }
 
