@@ -70,7 +70,7 @@ impl Hybrid {
     /// The stored object of `key`: its meta and a hit that reads it.
     pub async fn lookup(&self, key: HashBinary) -> Result<Option<(CacheMeta, Hit)>> {
         if let Some(object) = self.memory.as_ref().and_then(|m| m.get(&key)) {
-            return Ok(Some((object.meta.cache_meta()?, Hit::memory(object))));
+            return Ok(Some((object.meta.cache_meta(), Hit::memory(object))));
         }
         match self.on_disk(key).await? {
             None => Ok(None),

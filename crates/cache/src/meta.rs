@@ -1,12 +1,11 @@
 //! A cache meta (pingora's `CacheMeta`: freshness times and the response header) kept both
-//! ways: serialized, as the disk stores it, and with its header parsed, so a memory hit
-//! rebuilds it from the small internal part (MessagePack) and one header copy instead of also
-//! decompressing and parsing the header block.
+//! ways: serialized, as the disk stores it, and parsed, so a memory hit rebuilds it with one
+//! header copy instead of decoding MessagePack, a compressed header block and a header parse.
 
+use pingora_cache::key::HashBinary;
 use pingora_cache::CacheMeta;
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
-use std::sync::OnceLock;
 use std::time::SystemTime;
 
 /// Meta as pingora serializes it: its internal part (times, flags) and its header block.
@@ -23,24 +22,41 @@ impl SerializedMeta {
     }
 }
 
-/// A meta, serialized and with its response header parsed.
+/// The parts of a meta a hit needs, parsed once.
 #[derive(Clone, Debug)]
-pub struct Meta {
-    serialized: SerializedMeta,
+struct Parsed {
+    fresh_until: SystemTime,
+    /// When the copy was first stored (pingora keeps it across revalidations; variants older
+    /// than their primary's are judged invalid by it).
+    created: SystemTime,
+    /// What the copy's age counts from: its last update, or an override.
+    epoch: SystemTime,
+    stale_while_revalidate: u32,
+    stale_if_error: u32,
+    /// Which variant of a Vary'd response this is.
+    variance: Option<HashBinary>,
     header: ResponseHeader,
 }
 
-/// A header block of one empty response, serialized once: pingora's meta is rebuilt from the
-/// (small, cheap to decode) internal part and this, and the parsed header put in after.
-fn stub_header() -> &'static [u8] {
-    static STUB: OnceLock<Vec<u8>> = OnceLock::new();
-    STUB.get_or_init(|| {
-        let header = ResponseHeader::build(200, Some(0)).expect("a status line");
-        CacheMeta::new(SystemTime::UNIX_EPOCH, SystemTime::UNIX_EPOCH, 0, 0, header)
-            .serialize()
-            .expect("an empty header serializes")
-            .1
-    })
+impl Parsed {
+    fn of(meta: &CacheMeta) -> Parsed {
+        Parsed {
+            fresh_until: meta.fresh_until(),
+            created: meta.created(),
+            epoch: meta.epoch(),
+            stale_while_revalidate: meta.stale_while_revalidate_sec(),
+            stale_if_error: meta.stale_if_error_sec(),
+            variance: meta.variance(),
+            header: meta.response_header_copy(),
+        }
+    }
+}
+
+/// A meta, serialized and parsed.
+#[derive(Clone, Debug)]
+pub struct Meta {
+    serialized: SerializedMeta,
+    parsed: Parsed,
 }
 
 impl Meta {
@@ -48,34 +64,47 @@ impl Meta {
         let (internal, header) = meta.serialize()?;
         Ok(Meta {
             serialized: SerializedMeta { internal, header },
-            header: meta.response_header_copy(),
+            parsed: Parsed::of(meta),
         })
     }
 
     /// A meta read back from disk, and pingora's form of it.
     pub fn parse(serialized: SerializedMeta) -> Result<(Meta, CacheMeta)> {
         let meta = CacheMeta::deserialize(&serialized.internal, &serialized.header)?;
-        let header = meta.response_header_copy();
-        Ok((Meta { serialized, header }, meta))
+        let parsed = Parsed::of(&meta);
+        Ok((Meta { serialized, parsed }, meta))
     }
 
     pub fn serialized(&self) -> &SerializedMeta {
         &self.serialized
     }
 
-    /// Pingora's form again, every internal field as stored (times, provenance, variance,
-    /// epoch), without decoding the compressed header block: the parsed header is copied in.
-    pub fn cache_meta(&self) -> Result<CacheMeta> {
-        let mut meta = CacheMeta::deserialize(&self.serialized.internal, stub_header())?;
-        *meta.response_header_mut() = self.header.clone();
-        Ok(meta)
+    /// Pingora's form again, for a hit: its freshness, creation time (and so provenance: the
+    /// two differ only for a copy pingora moved to a new Vary family, where it resets one to
+    /// the other), age and variance as stored. `CacheMeta` has no setter for its update time,
+    /// so the age's starting point is given as an epoch override instead.
+    pub fn cache_meta(&self) -> CacheMeta {
+        let p = &self.parsed;
+        let mut meta = CacheMeta::new(
+            p.fresh_until,
+            p.created,
+            p.stale_while_revalidate,
+            p.stale_if_error,
+            p.header.clone(),
+        );
+        if p.epoch != p.created {
+            meta.set_epoch_override(p.epoch);
+        }
+        if let Some(variance) = p.variance {
+            meta.set_variance_key(variance);
+        }
+        meta
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pingora_cache::key::HashBinary;
     use std::time::Duration;
 
     fn meta(variance: Option<HashBinary>) -> CacheMeta {
@@ -96,25 +125,48 @@ mod tests {
         for variance in [Some([7u8; 16]), None] {
             let original = meta(variance);
             let kept = Meta::of(&original).unwrap();
-            assert_eq!(
-                kept.cache_meta().unwrap().variance(),
-                variance,
-                "from a CacheMeta"
-            );
+            assert_eq!(kept.cache_meta().variance(), variance, "from a CacheMeta");
             let (internal, header) = original.serialize().unwrap();
             let (parsed, pingoras) = Meta::parse(SerializedMeta { internal, header }).unwrap();
             assert_eq!(pingoras.variance(), variance, "as pingora parses it");
             assert_eq!(
-                parsed.cache_meta().unwrap().variance(),
+                parsed.cache_meta().variance(),
                 variance,
                 "read back from disk"
             );
-            let rebuilt = kept.cache_meta().unwrap();
+            let rebuilt = kept.cache_meta();
             assert_eq!(rebuilt.created(), original.created());
             assert_eq!(rebuilt.provenance(), original.provenance());
             assert_eq!(rebuilt.fresh_until(), original.fresh_until());
             assert_eq!(rebuilt.stale_if_error_sec(), 7);
             assert_eq!(rebuilt.headers().get("vary").unwrap(), "accept-encoding");
+        }
+    }
+
+    /// A revalidated copy: first stored long ago, its age counting from the update.
+    #[test]
+    fn creation_and_age_survive_a_revalidation() {
+        let now = SystemTime::now();
+        let header = ResponseHeader::build(200, None).unwrap();
+        let long_ago = now - Duration::from_secs(100);
+        let mut original = CacheMeta::new(long_ago, long_ago, 0, 0, header);
+        original.update_freshness(now + Duration::from_secs(60), 5, 7);
+        for rebuilt in [
+            Meta::of(&original).unwrap().cache_meta(),
+            Meta::parse(Meta::of(&original).unwrap().serialized().clone())
+                .unwrap()
+                .0
+                .cache_meta(),
+        ] {
+            assert_eq!(rebuilt.created(), long_ago);
+            assert_eq!(rebuilt.provenance(), original.provenance());
+            assert_eq!(rebuilt.epoch(), original.epoch());
+            assert!(
+                rebuilt.age() < Duration::from_secs(5),
+                "{:?}",
+                rebuilt.age()
+            );
+            assert_eq!(rebuilt.fresh_until(), original.fresh_until());
         }
     }
 }

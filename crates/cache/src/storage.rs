@@ -70,7 +70,7 @@ impl Storage for HybridStorage {
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let hash = key.combined_bin();
         if let Some(fill) = self.fills.newest(&hash) {
-            return Ok(Some(boxed((fill.meta.cache_meta()?, Hit::fill(fill)))));
+            return Ok(Some(boxed((fill.meta.cache_meta(), Hit::fill(fill)))));
         }
         Ok(self.hybrid.lookup(hash).await?.map(boxed))
     }
@@ -91,7 +91,7 @@ impl Storage for HybridStorage {
                 .by_write(&key.combined_bin(), u64::from_be_bytes(id))
         });
         match fill {
-            Some(fill) => Ok(Some(boxed((fill.meta.cache_meta()?, Hit::fill(fill))))),
+            Some(fill) => Ok(Some(boxed((fill.meta.cache_meta(), Hit::fill(fill))))),
             None => Error::e_explain(
                 ErrorType::InternalError,
                 "no fill in progress for this write",
