@@ -88,13 +88,13 @@ impl Origin {
             .policy(target.path())
             .ok_or(HttpError::NoRoute)?;
         match self.serve(req, head_only, &target, policy).await {
-            // Missing under a cached route: cacheable for the route's negative_ttl, so a
+            // Missing: cacheable for the route's negative_ttl (if the route is cached), so a
             // flood of missing names reaches the backend once per name, not once per request.
-            Err(HttpError::NotFound) if policy.cacheable => {
+            Err(HttpError::NotFound) => {
                 let mut resp = error_response(&HttpError::NotFound);
-                let cache_control = format!("public, max-age={}", policy.negative_ttl.as_secs());
+                let value = cache_control(policy, policy.negative_ttl);
                 resp.headers_mut()
-                    .insert(CACHE_CONTROL, cache_control.parse().expect("ascii"));
+                    .insert(CACHE_CONTROL, value.parse().expect("ascii"));
                 Ok(resp)
             }
             other => other,
@@ -140,7 +140,10 @@ impl Origin {
             let mut resp = Response::builder().status(StatusCode::NOT_MODIFIED);
             let h = resp.headers_mut().expect("builder has no error yet");
             put_validators(h, &validators);
-            h.insert(CACHE_CONTROL, cache_control(policy).parse().expect("ascii"));
+            h.insert(
+                CACHE_CONTROL,
+                cache_control(policy, policy.ttl).parse().expect("ascii"),
+            );
             return Ok(resp.body(empty()).expect("valid response"));
         }
         let size = info.meta.size;
@@ -228,7 +231,10 @@ impl Origin {
             h.insert(CONTENT_TYPE, v);
         }
         put_validators(h, &validators);
-        h.insert(CACHE_CONTROL, cache_control(policy).parse().expect("ascii"));
+        h.insert(
+            CACHE_CONTROL,
+            cache_control(policy, policy.ttl).parse().expect("ascii"),
+        );
         h.insert(ACCEPT_RANGES, "bytes".parse().expect("ascii"));
         if let Some(total) = total_size {
             let value = format!(
@@ -314,10 +320,11 @@ fn put_validators(h: &mut HeaderMap, v: &Validators) {
     );
 }
 
-/// What downstream caches are told: the route's TTL, or not to store at all.
-pub fn cache_control(policy: &RoutePolicy) -> String {
+/// What downstream caches are told: to keep the response for `lifetime` (the route's TTL, or
+/// its negative TTL for a missing object), or not to store it at all.
+pub fn cache_control(policy: &RoutePolicy, lifetime: Duration) -> String {
     if policy.cacheable {
-        format!("public, max-age={}", policy.ttl.as_secs())
+        format!("public, max-age={}", lifetime.as_secs())
     } else {
         "no-store".to_owned()
     }

@@ -6,6 +6,7 @@
 use cdn_config::{RoutePolicy, Routes};
 use cdn_http::{HttpError, Target};
 use http::Method;
+use pingora::cache::CacheKey;
 use pingora::http::RequestHeader;
 
 /// What one tier checks of a request beyond what every tier checks, given the route's policy.
@@ -32,6 +33,14 @@ pub struct Admitted {
     pub policy: RoutePolicy,
     /// The canonical path and the query parameters the route keeps, encoded.
     pub upstream_target: String,
+}
+
+impl Admitted {
+    /// The cache key: the canonical target, whatever the Host (one origin per deployment),
+    /// never a credential. Variants (`Vary`) are told apart by pingora-cache on top of it.
+    pub fn cache_key(&self) -> CacheKey {
+        CacheKey::new(self.upstream_target.as_str(), "")
+    }
 }
 
 /// The admitted request, or why this tier won't serve it.

@@ -102,11 +102,7 @@ fn decide_at(
     {
         return no("request carried Authorization");
     }
-    if resp.headers.get_all(http::header::VARY).iter().any(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| t.trim_ascii() == b"*")
-    }) {
+    if list_members(&resp.headers, http::header::VARY).any(|name| name == "*") {
         return no("Vary: *");
     }
     if resp.headers.contains_key(http::header::SET_COOKIE) {
@@ -267,14 +263,24 @@ pub fn connection_listed(headers: &http::HeaderMap) -> Vec<String> {
         "transfer-encoding",
         "host",
     ];
-    headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty() && !KEEP.contains(&name.as_str()))
+    list_members(headers, http::header::CONNECTION)
+        .filter(|name| !KEEP.contains(&name.as_str()))
         .collect()
+}
+
+/// The field names a list-valued field (`Vary`, `Connection`) names, over all its lines:
+/// trimmed, lower-cased, empty members and members that are not text left out.
+pub fn list_members(
+    headers: &http::HeaderMap,
+    field: http::header::HeaderName,
+) -> impl Iterator<Item = String> + '_ {
+    headers
+        .get_all(field)
+        .into_iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .filter_map(|member| std::str::from_utf8(member.trim_ascii()).ok())
+        .filter(|member| !member.is_empty())
+        .map(str::to_ascii_lowercase)
 }
 
 /// How old a response already is on arrival (RFC 9111 §4.2.3, with no transit delay counted):

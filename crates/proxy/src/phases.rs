@@ -179,7 +179,7 @@ impl ProxyHttp for TierProxy {
                 "cache key before admission",
             )
         })?;
-        Ok(CacheKey::new(admitted.upstream_target.as_str(), ""))
+        Ok(admitted.cache_key())
     }
 
     /// The variant a request asks for: the values of the request fields the stored response's
@@ -190,15 +190,8 @@ impl ProxyHttp for TierProxy {
         _ctx: &mut Ctx,
         req: &RequestHeader,
     ) -> Option<HashBinary> {
-        let mut names: Vec<String> = meta
-            .headers()
-            .get_all(http::header::VARY)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|name| name.trim().to_ascii_lowercase())
-            .filter(|name| !name.is_empty())
-            .collect();
+        let mut names: Vec<String> =
+            cacheability::list_members(meta.headers(), http::header::VARY).collect();
         if names.is_empty() {
             return None;
         }
@@ -275,16 +268,15 @@ impl ProxyHttp for TierProxy {
         let Some(admitted) = &ctx.admitted else {
             return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
         };
-        let decision = match ctx.not_modified.take() {
-            // Revalidated: the stored fields updated with the 304's (RFC 9111 §4.3.4),
-            // its `Age` included, so the copy's age is the upstream's copy's.
-            Some(not_modified) => cacheability::decide(
-                &cacheability::merge_not_modified(resp, &not_modified),
-                &admitted.policy,
-                ctx.authorization,
-            ),
-            None => cacheability::decide(resp, &admitted.policy, ctx.authorization),
-        };
+        // Revalidated: the stored fields updated with the 304's (RFC 9111 §4.3.4), its `Age`
+        // included, so the copy's age is the upstream's copy's.
+        let merged = (ctx.not_modified.take())
+            .map(|not_modified| cacheability::merge_not_modified(resp, &not_modified));
+        let decision = cacheability::decide(
+            merged.as_ref().unwrap_or(resp),
+            &admitted.policy,
+            ctx.authorization,
+        );
         if let RespCacheable::Cacheable(meta) = &decision {
             ctx.outcome.stored = true;
             ctx.outcome.fresh_until = Some(meta.fresh_until());
@@ -370,8 +362,7 @@ impl ProxyHttp for TierProxy {
             // An unsafe method that succeeded invalidates the stored copies of its target
             // (RFC 9111 §4.4).
             if let Some(admitted) = &ctx.admitted {
-                let key = CacheKey::new(admitted.upstream_target.as_str(), "");
-                self.storage.invalidate(key.combined_bin());
+                self.storage.invalidate(admitted.cache_key().combined_bin());
             }
         }
         ctx.cache_status = self.decoration(ctx).apply(&mut Headers(resp));
