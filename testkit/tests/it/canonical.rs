@@ -3,20 +3,15 @@
 //! query, and HTTP/1.1 as clients send it (absolute-form, pipelining) is understood.
 
 use std::io::{Read, Write};
-use testkit::{answered, get, raw_request, Backend, Stack, StackOptions};
+use testkit::{answered, get, origin_dir, raw_request, Backend, Stack, StackOptions};
 
 fn sample() -> (tempfile::TempDir, Stack) {
-    let root = tempfile::tempdir().unwrap();
-    for (path, body) in [
-        ("private/secret.txt", &b"secret"[..]),
-        ("nocache/live.txt", b"live"),
-        ("hello.txt", b"hello"),
-        ("q/a.txt", b"query"),
-    ] {
-        let file = root.path().join(path);
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(file, body).unwrap();
-    }
+    let root = origin_dir(&[
+        ("private/secret.txt", "secret"),
+        ("nocache/live.txt", "live"),
+        ("hello.txt", "hello"),
+        ("q/a.txt", "query"),
+    ]);
     let stack = Stack::start(StackOptions::new(Backend::Local(root.path().to_owned())));
     (root, stack)
 }

@@ -6,18 +6,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use testkit::{eventually, get, request_counts, Backend, Mode, Stack, StackOptions};
+use testkit::{eventually, get, origin_dir, request_counts, Backend, Mode, Stack, StackOptions};
 
 fn stack_with(
     files: &[(&str, &str)],
     options: impl FnOnce(&mut StackOptions),
 ) -> (tempfile::TempDir, Stack) {
-    let root = tempfile::tempdir().unwrap();
-    for (name, body) in files {
-        let path = root.path().join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, body).unwrap();
-    }
+    let root = origin_dir(files);
     let mut o = StackOptions::new(Backend::Local(root.path().to_owned()));
     options(&mut o);
     (root, Stack::start(o))

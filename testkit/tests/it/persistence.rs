@@ -4,7 +4,9 @@
 
 use std::io::{Read, Write};
 use std::time::Duration;
-use testkit::{eventually, get, get_hashed, pattern, sha256_hex, Backend, Stack, StackOptions};
+use testkit::{
+    eventually, get, get_hashed, origin_dir, pattern, sha256_hex, Backend, Stack, StackOptions,
+};
 
 fn origin_requests(stack: &Stack) -> usize {
     stack.access_count("origin")
@@ -14,10 +16,7 @@ fn local_stack(
     files: &[(&str, &[u8])],
     options: impl FnOnce(&mut StackOptions),
 ) -> (tempfile::TempDir, Stack) {
-    let root = tempfile::tempdir().unwrap();
-    for (name, data) in files {
-        std::fs::write(root.path().join(name), data).unwrap();
-    }
+    let root = origin_dir(files);
     // Signals, crashes and memory are properties of processes.
     let mut o = StackOptions::new(Backend::Local(root.path().to_owned())).processes();
     options(&mut o);

@@ -1,16 +1,17 @@
 //! HEAD, ranges, preconditions, 404, refused methods and paths, through the edge and at the
 //! origin-adapter itself.
 
-use testkit::{get, pattern, raw_status, request, sha256_hex, Backend, Stack, StackOptions};
+use testkit::{
+    get, origin_dir, pattern, raw_status, request, sha256_hex, Backend, Stack, StackOptions,
+};
 
 fn sample_stack() -> (tempfile::TempDir, Stack, Vec<u8>) {
-    let root = tempfile::tempdir().unwrap();
     let data = pattern(100_000, 3);
-    std::fs::write(root.path().join("file.bin"), &data).unwrap();
-    std::fs::create_dir_all(root.path().join("private")).unwrap();
-    std::fs::write(root.path().join("private/secret.txt"), b"secret").unwrap();
-    std::fs::create_dir_all(root.path().join("nocache")).unwrap();
-    std::fs::write(root.path().join("nocache/live.txt"), b"live").unwrap();
+    let root = origin_dir(&[
+        ("file.bin", &data[..]),
+        ("private/secret.txt", b"secret"),
+        ("nocache/live.txt", b"live"),
+    ]);
     let stack = Stack::start(StackOptions::new(Backend::Local(root.path().to_owned())));
     (root, stack, data)
 }

@@ -1,7 +1,9 @@
 //! Objects of 0 B to 64 MiB pass edge → shield → origin byte for byte; the second GET is an
 //! L1 hit; a fresh edge in front of a warm shield gets an L2 hit and the origin sees nothing.
 
-use testkit::{answered, get, pattern, sha256_hex, Backend, S3Server, Stack, StackOptions};
+use testkit::{
+    answered, get, origin_dir, pattern, sha256_hex, Backend, S3Server, Stack, StackOptions,
+};
 
 const SIZES: [(&str, usize); 4] = [
     ("empty.bin", 0),
@@ -87,12 +89,9 @@ fn check_all_tiers(stack: &mut Stack, origin_requests: &dyn Fn() -> Option<usize
 
 #[test]
 fn local_directory_origin() {
-    let root = tempfile::tempdir().unwrap();
-    for (key, data) in objects() {
-        let path = root.path().join(&key);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, data).unwrap();
-    }
+    let objects = objects();
+    let files: Vec<(&str, &[u8])> = objects.iter().map(|(k, d)| (k.as_str(), &d[..])).collect();
+    let root = origin_dir(&files);
     let mut stack = Stack::start(StackOptions::new(Backend::Local(root.path().to_owned())));
     // The adapter counts each request it answers.
     let origin_admin = stack.origin_admin;
