@@ -1,0 +1,236 @@
+//! Who may have what, decided at the edge on every request with no round trip: the credential a
+//! request carries (`credential`), signed tokens verified by key id (`token`), API keys checked
+//! against the entitlement document (`keys`), and what a path names against what a credential's
+//! scopes allow (`scope`). `Authority::check` puts them together into one answer.
+//!
+//! This crate knows nothing of Pingora, HTTP responses, the cache or the network: the edge
+//! fetches the entitlement document and hands it in (`KeySource::set`), and turns a `Refusal`
+//! into its status and challenge. No secret is ever formatted: `Credential`'s `Debug` hides it,
+//! and refusals say what was wrong, never with what.
+
+pub mod credential;
+pub mod keys;
+pub mod scope;
+pub mod token;
+
+pub use keys::{Entitlement, KeyTable};
+pub use scope::{Naming, Resource};
+pub use token::{Claims, Verifier};
+
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+/// A request that may have what it asked for.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Who: a token's `sub`, an API key's `subject`.
+    pub subject: String,
+    /// What per-credential limits count by: one token subject, or one API key (its hash).
+    pub limit_key: String,
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant")
+            .field("subject", &self.subject)
+            .finish()
+    }
+}
+
+/// Why a request may not have what it asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No credential: 401 with a challenge.
+    #[error("no credential")]
+    Missing,
+    /// An `Authorization` header or token that cannot be read: 401.
+    #[error("malformed credential")]
+    Malformed,
+    /// A credential that is not (or no longer) valid: 401.
+    #[error("invalid credential: {0}")]
+    Invalid(Invalid),
+    /// Valid, but its scopes do not cover what was asked: 403.
+    #[error("credential does not cover this path")]
+    OutOfScope,
+    /// An API key, before the entitlement document was ever read: 503, try again.
+    #[error("entitlements not loaded yet")]
+    NotLoaded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    UnknownKeyId,
+    BadSignature,
+    Expired,
+    /// An API key the entitlement document does not list (never listed, or revoked).
+    UnknownKey,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Invalid::UnknownKeyId => "unknown key id",
+            Invalid::BadSignature => "bad signature",
+            Invalid::Expired => "expired",
+            Invalid::UnknownKey => "unknown or revoked API key",
+        })
+    }
+}
+
+/// The entitlement document in force, replaced whole when a new one is read.
+#[derive(Debug, Default)]
+pub struct KeySource(RwLock<Option<Arc<KeyTable>>>);
+
+impl KeySource {
+    pub fn set(&self, table: KeyTable) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(table));
+    }
+
+    pub fn get(&self) -> Option<Arc<KeyTable>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Everything the edge checks credentials against.
+#[derive(Debug, Default)]
+pub struct Authority {
+    pub tokens: Verifier,
+    /// API keys, when configured.
+    pub keys: Option<Arc<KeySource>>,
+}
+
+impl Authority {
+    /// Whether a request with this `Authorization` value (raw bytes, if any) may have
+    /// `resource` (`None`: the path names nothing a scope could allow).
+    pub fn check(
+        &self,
+        authorization: Option<&[u8]>,
+        resource: Option<&Resource>,
+        now: SystemTime,
+    ) -> Result<Grant, Refusal> {
+        let value = authorization.ok_or(Refusal::Missing)?;
+        let credential = credential::parse(value).map_err(|_| Refusal::Malformed)?;
+        let (grant, scopes) = if token::looks_like(&credential.0) {
+            let claims = self.tokens.verify(&credential.0).map_err(|e| match e {
+                token::Rejected::Malformed => Refusal::Malformed,
+                token::Rejected::UnknownKeyId => Refusal::Invalid(Invalid::UnknownKeyId),
+                token::Rejected::BadSignature => Refusal::Invalid(Invalid::BadSignature),
+                token::Rejected::Expired => Refusal::Invalid(Invalid::Expired),
+            })?;
+            let scopes = claims.scopes();
+            let grant = Grant {
+                limit_key: format!("t:{}", claims.sub),
+                subject: claims.sub,
+            };
+            (grant, scopes)
+        } else {
+            let source = self
+                .keys
+                .as_ref()
+                .ok_or(Refusal::Invalid(Invalid::UnknownKey))?;
+            let table = source.get().ok_or(Refusal::NotLoaded)?;
+            let entitlement = table
+                .lookup(&credential.0)
+                .ok_or(Refusal::Invalid(Invalid::UnknownKey))?;
+            if entitlement.expires.is_some_and(|at| at <= now) {
+                return Err(Refusal::Invalid(Invalid::Expired));
+            }
+            let grant = Grant {
+                subject: entitlement.subject.clone(),
+                limit_key: format!("k:{}", &keys::hash_key(&credential.0)[..32]),
+            };
+            (grant, entitlement.scopes.clone())
+        };
+        match resource {
+            Some(resource) if resource.allowed_by(&scopes) => Ok(grant),
+            _ => Err(Refusal::OutOfScope),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn now() -> SystemTime {
+        SystemTime::now()
+    }
+
+    #[test]
+    fn tokens_and_keys_end_in_one_answer() {
+        let (private, public) = token::generate_key_pair().unwrap();
+        let source = Arc::new(KeySource::default());
+        let authority = Authority {
+            tokens: Verifier::new([("k1", public.as_bytes())]).unwrap(),
+            keys: Some(source.clone()),
+        };
+        let exp = now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 60;
+        let tok = token::mint(
+            "k1",
+            private.as_bytes(),
+            &Claims {
+                sub: "alice".into(),
+                exp,
+                scope: "path:/private/*".into(),
+                iat: None,
+            },
+        )
+        .unwrap();
+        let bearer = format!("Bearer {tok}");
+        let inside = Resource::Path("/private/a".into());
+        let outside = Resource::Path("/other/a".into());
+        let check = |auth: Option<&str>, r: &Resource| {
+            authority.check(auth.map(str::as_bytes), Some(r), now())
+        };
+        assert_eq!(check(Some(&bearer), &inside).unwrap().subject, "alice");
+        assert_eq!(check(Some(&bearer), &outside), Err(Refusal::OutOfScope));
+        assert_eq!(
+            authority.check(Some(bearer.as_bytes()), None, now()),
+            Err(Refusal::OutOfScope)
+        );
+        assert_eq!(check(None, &inside), Err(Refusal::Missing));
+        assert_eq!(check(Some("Bearer"), &inside), Err(Refusal::Malformed));
+
+        let key = keys::new_key();
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("bob:{key}"))
+        );
+        assert_eq!(check(Some(&basic), &inside), Err(Refusal::NotLoaded));
+        let doc = |expires: &str| {
+            format!(
+                r#"{{"keys": [{{"sha256": "{}", "subject": "bob", "scopes": ["path:/private/*"]{expires}}}]}}"#,
+                keys::hash_key(&key)
+            )
+        };
+        source.set(KeyTable::parse(doc("").as_bytes()).unwrap());
+        let grant = check(Some(&basic), &inside).unwrap();
+        assert_eq!(grant.subject, "bob");
+        assert!(!grant.limit_key.contains(&key));
+        assert_eq!(check(Some(&basic), &outside), Err(Refusal::OutOfScope));
+        source.set(
+            KeyTable::parse(doc(r#", "expires": "2000-01-01T00:00:00Z""#).as_bytes()).unwrap(),
+        );
+        assert_eq!(
+            check(Some(&basic), &inside),
+            Err(Refusal::Invalid(Invalid::Expired))
+        );
+        source.set(KeyTable::default());
+        assert_eq!(
+            check(Some(&basic), &inside),
+            Err(Refusal::Invalid(Invalid::UnknownKey)),
+            "revoked"
+        );
+        let later = now() + Duration::from_secs(3600);
+        assert_eq!(
+            authority.check(Some(bearer.as_bytes()), Some(&inside), later),
+            Ok(Grant {
+                subject: "alice".into(),
+                limit_key: "t:alice".into()
+            }),
+            "a token's expiry is its own `exp`, checked by the verifier"
+        );
+    }
+}
