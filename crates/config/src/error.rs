@@ -86,7 +86,9 @@ pub(crate) fn locate(text: &str, field: &str) -> Option<(usize, usize)> {
         let mut i = start;
         loop {
             let (indent, body) = key_at(lines.get(i)?);
-            if indent >= min_indent && body.starts_with(key) && body[key.len()..].starts_with(':') {
+            // A top-level field starts a line; a nested one may be deeper than its parent.
+            let level = indent >= min_indent && (found.is_some() || indent == 0);
+            if level && body.starts_with(key) && body[key.len()..].starts_with(':') {
                 found = Some((i + 1, indent + 1));
                 min_indent = indent + 1;
                 start = i + 1;

@@ -16,7 +16,7 @@ mod validate;
 
 pub use error::ConfigError;
 pub use raw::LogFormat;
-pub use units::ByteSize;
+pub use units::{ByteSize, Rate};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,42 @@ pub struct Config {
     pub edge: ProxyConfig,
     pub routes: Routes,
     pub log_format: LogFormat,
+    /// Credentials the edge accepts; `None` when no route needs any.
+    pub auth: Option<AuthConfig>,
+    /// The secrets that let each tier answer only the tier in front of it; `None`: every
+    /// tier answers whoever reaches it (development only).
+    pub trust: Option<TrustConfig>,
+}
+
+/// What the edge checks credentials against.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    pub realm: String,
+    /// Ed25519 public keys (PEM files) by key id; several during a rotation.
+    pub token_keys: Vec<TokenKey>,
+    pub api_keys: Option<ApiKeysConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenKey {
+    pub id: String,
+    pub public_key: PathBuf,
+}
+
+/// The entitlement document: where it is and how long a copy is used.
+#[derive(Clone, Debug)]
+pub struct ApiKeysConfig {
+    /// Its canonical path, fetched through the shield; never served to clients.
+    pub document: String,
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+}
+
+/// Files holding the secret each tier presents to the one behind it.
+#[derive(Clone, Debug)]
+pub struct TrustConfig {
+    pub edge_to_shield: PathBuf,
+    pub shield_to_origin: PathBuf,
 }
 
 #[derive(Clone, Debug)]
@@ -148,6 +184,28 @@ pub struct RoutePolicy {
     /// TRACE) pass through to the upstream, uncached; one that succeeds invalidates the
     /// stored copies of its target.
     pub pass_writes: bool,
+    /// What the paths under the route name, for the scopes of credentials.
+    pub naming: Naming,
+    /// Requests allowed at the edge per client address and per credential.
+    pub rate_limit: RateLimit,
+}
+
+/// How a route's paths name what they hold, as credentials' scopes name it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Naming {
+    /// A plain path (`path:/private/*`).
+    #[default]
+    Path,
+    /// An npm package (`npm:@acme/*`), its tarballs included.
+    Npm,
+    /// A Docker/OCI repository (`oci:acme/*`), under `/v2/`.
+    Oci,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_client_ip: Option<Rate>,
+    pub per_credential: Option<Rate>,
 }
 
 /// Heuristic freshness (RFC 9111 §4.2.2): what a route gives a response that states no
@@ -200,10 +258,20 @@ pub struct Routes(Vec<Route>);
 impl Routes {
     /// The policy for a request path, or `None` when no route covers it.
     pub fn policy(&self, path: &str) -> Option<&RoutePolicy> {
+        self.find(path).map(|(_, r)| &r.policy)
+    }
+
+    /// The route covering a request path and its place in `iter`, or `None`.
+    pub fn find(&self, path: &str) -> Option<(usize, &Route)> {
         self.0
             .iter()
-            .find(|r| path.starts_with(r.prefix.as_str()))
-            .map(|r| &r.policy)
+            .enumerate()
+            .find(|(_, r)| path.starts_with(r.prefix.as_str()))
+    }
+
+    /// Every route, most specific first.
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.0.iter()
     }
 
     pub fn len(&self) -> usize {

@@ -1,7 +1,7 @@
 //! The config file as serde reads it: documented fields, defaults, unknown fields rejected.
 //! `super::validate` turns this into the domain types the tiers use; nothing else sees it.
 
-use super::units::{ByteSize, Dur, Prefix};
+use super::units::{ByteSize, Dur, Prefix, Rate};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +15,54 @@ pub(super) struct File {
     pub routes: Vec<Route>,
     #[serde(default)]
     pub logging: Logging,
+    /// Credentials the edge accepts on `auth: true` routes.
+    pub auth: Option<Auth>,
+    /// Secrets each tier presents to the one behind it.
+    pub trust: Option<Trust>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Auth {
+    /// Named in the challenge of a 401.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// Public keys (Ed25519, PEM) that signed tokens are checked against, by key id.
+    #[serde(default)]
+    pub token_keys: Vec<TokenKey>,
+    /// API keys, checked against the entitlement document in the origin bucket.
+    pub api_keys: Option<ApiKeys>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TokenKey {
+    pub id: String,
+    pub public_key: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApiKeys {
+    /// Path of the document, fetched through the shield.
+    pub document: Prefix,
+    /// How long a fetched document is used before it is fetched again: the longest a revoked
+    /// key keeps working.
+    #[serde(default = "default_entitlements_ttl")]
+    pub ttl: Dur,
+    /// How soon a key the document does not list may cause it to be fetched again (and how
+    /// soon a failed fetch is retried).
+    #[serde(default = "default_entitlements_negative_ttl")]
+    pub negative_ttl: Dur,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Trust {
+    /// File holding the secret the edges present to the shield.
+    pub edge_to_shield: PathBuf,
+    /// File holding the secret the shield presents to origin-adapter.
+    pub shield_to_origin: PathBuf,
 }
 
 #[derive(Deserialize, Default)]
@@ -153,9 +201,14 @@ pub(super) struct Route {
     /// Whether the tiers may cache objects under this prefix at all.
     #[serde(default = "yes")]
     pub cache: bool,
-    /// Whether the edge requires a token for this prefix.
+    /// Whether the edge requires a credential for this prefix.
     #[serde(default)]
     pub auth: bool,
+    /// What the paths name, for scopes: `path` (the default), `npm` or `oci`.
+    #[serde(default)]
+    pub scope: Naming,
+    /// Requests allowed per client address and per credential, at the edge.
+    pub rate_limit: Option<RateLimit>,
     /// How long past its freshness an object may still be served when the upstream fails.
     #[serde(default = "default_stale_if_error")]
     pub stale_if_error: Dur,
@@ -182,6 +235,22 @@ pub(super) enum Heuristic {
     Ttl,
     LastModified,
     None,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Naming {
+    #[default]
+    Path,
+    Npm,
+    Oci,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RateLimit {
+    pub per_client_ip: Option<Rate>,
+    pub per_credential: Option<Rate>,
 }
 
 /// What of the query string names an object.
@@ -236,6 +305,15 @@ fn default_connect_timeout() -> Dur {
 }
 fn default_upstream_timeout() -> Dur {
     Dur(std::time::Duration::from_secs(15))
+}
+fn default_realm() -> String {
+    "cdn".into()
+}
+fn default_entitlements_ttl() -> Dur {
+    Dur(std::time::Duration::from_secs(300))
+}
+fn default_entitlements_negative_ttl() -> Dur {
+    Dur(std::time::Duration::from_secs(30))
 }
 fn default_grace() -> Dur {
     Dur(std::time::Duration::from_secs(5))

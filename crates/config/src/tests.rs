@@ -27,6 +27,10 @@ routes:
   - prefix: /
     ttl: 1h
     auth: true
+auth:
+  token_keys:
+    - id: k1
+      public_key: keys/k1.pub
 ";
 
 /// Replaces `from` with `to` in the good config, loads it, and checks the error's
@@ -223,5 +227,86 @@ fn route_caching_rules() {
         20,
         "routes[1].prefix",
         "plain decoded path",
+    );
+}
+
+#[test]
+fn auth_trust_and_rate_limits() {
+    let text = GOOD.replacen(
+        "  - prefix: /\n",
+        "  - prefix: /v2/\n    ttl: 1m\n    auth: true\n    scope: oci\n    rate_limit:\n      per_client_ip: 50/s\n      per_credential: 6000/m\n  - prefix: /_cdn/\n    ttl: 1s\n    cache: false\n  - prefix: /\n",
+        1,
+    ) + "  api_keys:\n    document: /_cdn/entitlements.json\n    ttl: 2m\ntrust:\n  edge_to_shield: secrets/e.key\n  shield_to_origin: /run/s.key\n";
+    let c =
+        Config::parse(Path::new("/etc/cdn/config.yaml"), &text).unwrap_or_else(|e| panic!("{e}"));
+    let v2 = c.routes.policy("/v2/a/manifests/1").unwrap();
+    assert_eq!(v2.naming, Naming::Oci);
+    assert_eq!(
+        v2.rate_limit.per_client_ip,
+        Some(Rate {
+            count: 50,
+            per: Duration::from_secs(1)
+        })
+    );
+    assert_eq!(
+        v2.rate_limit.per_credential.map(|r| r.per),
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(
+        c.routes.policy("/x").unwrap().rate_limit,
+        RateLimit::default()
+    );
+    let auth = c.auth.unwrap();
+    assert_eq!(auth.realm, "cdn");
+    assert_eq!(
+        auth.token_keys,
+        [TokenKey {
+            id: "k1".into(),
+            public_key: "/etc/cdn/keys/k1.pub".into()
+        }]
+    );
+    let keys = auth.api_keys.unwrap();
+    assert_eq!(
+        (keys.document.as_str(), keys.ttl),
+        ("/_cdn/entitlements.json", Duration::from_secs(120))
+    );
+    assert_eq!(keys.negative_ttl, Duration::from_secs(30), "default");
+    let trust = c.trust.unwrap();
+    assert_eq!(trust.edge_to_shield, Path::new("/etc/cdn/secrets/e.key"));
+    assert_eq!(trust.shield_to_origin, Path::new("/run/s.key"));
+
+    // An auth route with no `auth` section.
+    let no_auth = GOOD.split("auth:\n  token_keys").next().unwrap().to_owned();
+    let err = Config::parse(Path::new("/c.yaml"), &no_auth).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("routes[1].auth"), "{err}");
+    assert_eq!(err.position.map(|p| p.0), Some(22), "{err}");
+    check(
+        "      public_key: keys/k1.pub\n",
+        "      public_key: keys/k1.pub\n    - id: k1\n      public_key: keys/k2.pub\n",
+        27,
+        "auth.token_keys[1]",
+        "listed twice",
+    );
+    check(
+        "    ttl: 5m\n",
+        "    ttl: 5m\n    rate_limit:\n      per_client_ip: lots\n",
+        21,
+        "routes[0].rate_limit.per_client_ip",
+        "invalid rate",
+    );
+    check(
+        "    ttl: 5m\n",
+        "    ttl: 5m\n    scope: maven\n",
+        20,
+        "routes[0].scope",
+        "unknown variant `maven`",
+    );
+    // The document must be read fresh: under a route that does not cache.
+    check(
+        "      public_key: keys/k1.pub\n",
+        "      public_key: keys/k1.pub\n  api_keys:\n    document: /npm/keys.json\n",
+        28,
+        "auth.api_keys.document",
+        "cache: false",
     );
 }

@@ -110,6 +110,41 @@ impl<'de> Deserialize<'de> for Prefix {
     }
 }
 
+/// A rate, written `100/s`, `6000/m` or `50000/h`: that many requests per period, in a burst
+/// at most that size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl Rate {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("invalid rate {text:?}: expected a count per period, such as 100/s, 6000/m or 50000/h")
+        };
+        let (count, period) = text.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let per = match period.trim() {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        if count == 0 {
+            return Err(format!("rate {text:?} must allow at least one request"));
+        }
+        Ok(Rate { count, per })
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(de)?;
+        Rate::parse(&text).map_err(D::Error::custom)
+    }
+}
+
 #[derive(serde::Deserialize)]
 #[serde(untagged)]
 enum NumberOrText {
@@ -154,5 +189,28 @@ mod tests {
         assert!(Prefix::parse("npm/").is_err());
         assert!(Prefix::parse("/a/../b").is_err());
         assert!(Prefix::parse("/a?b").is_err());
+    }
+
+    #[test]
+    fn rates() {
+        let per = |s: u64| Duration::from_secs(s);
+        assert_eq!(
+            Rate::parse("100/s"),
+            Ok(Rate {
+                count: 100,
+                per: per(1)
+            })
+        );
+        assert_eq!(
+            Rate::parse(" 6000 / m"),
+            Ok(Rate {
+                count: 6000,
+                per: per(60)
+            })
+        );
+        assert_eq!(Rate::parse("5/h").map(|r| r.per), Ok(per(3600)));
+        for bad in ["100", "x/s", "100/d", "-1/s", "0/s", "/s"] {
+            assert!(Rate::parse(bad).is_err(), "{bad}");
+        }
     }
 }

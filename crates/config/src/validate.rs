@@ -4,8 +4,9 @@
 use crate::error::{locate, ConfigError};
 use crate::units::ByteSize;
 use crate::{
-    raw, Backend, CacheConfig, Config, DiskConfig, Heuristic, Listen, OriginConfig, ProxyConfig,
-    QueryPolicy, Route, RoutePolicy, Routes, S3Backend,
+    raw, ApiKeysConfig, AuthConfig, Backend, CacheConfig, Config, DiskConfig, Heuristic, Listen,
+    Naming, OriginConfig, ProxyConfig, QueryPolicy, RateLimit, Route, RoutePolicy, Routes,
+    S3Backend, TokenKey, TrustConfig,
 };
 use std::path::Path;
 
@@ -185,6 +186,7 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
             "list at least one route (`prefix: /` covers everything)".into(),
         ));
     }
+    let raw_auth_routes: Vec<bool> = file.routes.iter().map(|r| r.auth).collect();
     let mut routes: Vec<Route> = Vec::with_capacity(file.routes.len());
     for (i, r) in file.routes.into_iter().enumerate() {
         if routes.iter().any(|seen| seen.prefix == r.prefix.0) {
@@ -212,17 +214,93 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
                     raw::Query::Only(names) => QueryPolicy::Only(names),
                 },
                 pass_writes: r.pass_writes,
+                naming: match r.scope {
+                    raw::Naming::Path => Naming::Path,
+                    raw::Naming::Npm => Naming::Npm,
+                    raw::Naming::Oci => Naming::Oci,
+                },
+                rate_limit: r.rate_limit.map_or_else(RateLimit::default, |l| RateLimit {
+                    per_client_ip: l.per_client_ip,
+                    per_credential: l.per_credential,
+                }),
             },
         });
     }
     routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+    let routes = Routes(routes);
+
+    let auth = match file.auth {
+        None => None,
+        Some(a) => {
+            let mut token_keys: Vec<TokenKey> = Vec::with_capacity(a.token_keys.len());
+            for (i, k) in a.token_keys.into_iter().enumerate() {
+                let field = format!("auth.token_keys[{i}]");
+                if k.id.is_empty() || k.id.chars().any(|c| c.is_control() || c == '"') {
+                    return Err(fail(&field, "must be a non-empty plain name".into()));
+                }
+                if token_keys.iter().any(|seen| seen.id == k.id) {
+                    return Err(fail(&field, format!("{:?} is listed twice", k.id)));
+                }
+                token_keys.push(TokenKey {
+                    id: k.id,
+                    public_key: absolute(&k.public_key),
+                });
+            }
+            let api_keys = match a.api_keys {
+                None => None,
+                Some(k) => {
+                    let document = k.document.0;
+                    let covered = routes.policy(&document);
+                    if !covered.is_some_and(|p| !p.cacheable && !p.auth_required) {
+                        return Err(fail(
+                            "auth.api_keys.document",
+                            format!("{document:?} must be under a route with `cache: false` and no `auth`, so every fetch reads the current document"),
+                        ));
+                    }
+                    if k.ttl.0.is_zero() || k.negative_ttl.0.is_zero() {
+                        return Err(fail("auth.api_keys.ttl", "must be more than zero".into()));
+                    }
+                    Some(ApiKeysConfig {
+                        document,
+                        ttl: k.ttl.0,
+                        negative_ttl: k.negative_ttl.0,
+                    })
+                }
+            };
+            if token_keys.is_empty() && api_keys.is_none() {
+                return Err(fail(
+                    "auth",
+                    "list `token_keys`, `api_keys`, or both".into(),
+                ));
+            }
+            Some(AuthConfig {
+                realm: a.realm,
+                token_keys,
+                api_keys,
+            })
+        }
+    };
+    if auth.is_none() {
+        if let Some(i) = raw_auth_routes.iter().position(|&a| a) {
+            return Err(fail(
+                &format!("routes[{i}].auth"),
+                "needs an `auth` section saying which credentials are accepted".into(),
+            ));
+        }
+    }
+    let trust = file.trust.map(|t| TrustConfig {
+        edge_to_shield: absolute(&t.edge_to_shield),
+        shield_to_origin: absolute(&t.shield_to_origin),
+    });
 
     Ok(Config {
         source: path.to_owned(),
         origin,
         shield,
         edge,
-        routes: Routes(routes),
+        routes,
         log_format: file.logging.format,
+        auth,
+        trust,
     })
 }
