@@ -25,9 +25,21 @@ pub enum HttpError {
     NoRoute,
     #[error("object not found")]
     NotFound,
-    /// The route needs credentials the request does not carry.
+    /// The route needs credentials the request does not carry, or carries bad ones;
+    /// `challenge` is the `WWW-Authenticate` value that says how to authenticate.
     #[error("credentials required")]
-    Unauthorized,
+    Unauthorized { challenge: String },
+    /// The request's credentials are good but do not cover what it asks for, or it came from
+    /// outside the tiers this one answers. `challenge`, if any, goes in `WWW-Authenticate`.
+    #[error("forbidden")]
+    Forbidden { challenge: Option<String> },
+    /// Over a rate limit: may try again in `retry_after` seconds.
+    #[error("rate limited")]
+    TooManyRequests { retry_after: u64 },
+    /// This tier cannot answer yet (what it needs is still loading): try again in
+    /// `retry_after` seconds.
+    #[error("not ready")]
+    Unavailable { retry_after: u64 },
     #[error("range not satisfiable for an object of {size} bytes")]
     RangeNotSatisfiable { size: u64 },
     /// The upstream (the next tier, or the origin's storage) did not answer in time.
@@ -49,7 +61,10 @@ impl HttpError {
         match self {
             HttpError::BadRequest(_) | HttpError::Unreadable => 400,
             HttpError::UriTooLong => 414,
-            HttpError::Unauthorized => 401,
+            HttpError::Unauthorized { .. } => 401,
+            HttpError::Forbidden { .. } => 403,
+            HttpError::TooManyRequests { .. } => 429,
+            HttpError::Unavailable { .. } => 503,
             HttpError::NoRoute | HttpError::NotFound => 404,
             HttpError::MethodNotAllowed => 405,
             HttpError::RangeNotSatisfiable { .. } => 416,
@@ -70,7 +85,10 @@ impl HttpError {
             HttpError::Unreadable => "bad request",
             HttpError::MethodNotAllowed => "method not allowed",
             HttpError::NoRoute | HttpError::NotFound => "not found",
-            HttpError::Unauthorized => "a token is required for this path",
+            HttpError::Unauthorized { .. } => "valid credentials are required for this path",
+            HttpError::Forbidden { .. } => "forbidden",
+            HttpError::TooManyRequests { .. } => "too many requests",
+            HttpError::Unavailable { .. } => "not ready, try again",
             HttpError::RangeNotSatisfiable { .. } => "range not satisfiable",
             HttpError::UpstreamTimeout | HttpError::UpstreamStatus(504) => "upstream timed out",
             HttpError::Upstream(_) | HttpError::UpstreamStatus(_) => "upstream unavailable",
@@ -81,7 +99,7 @@ impl HttpError {
 
     /// The headers of the error response, but its length: a plain-text body no cache may store,
     /// and what the status needs beside it (RFC 9110: `Allow` with a 405, `Content-Range` with a
-    /// 416, `WWW-Authenticate` with a 401).
+    /// 416, `WWW-Authenticate` with a 401, `Retry-After` with a 429 or 503).
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         let mut headers = vec![
             ("content-type", "text/plain; charset=utf-8".to_owned()),
@@ -89,7 +107,15 @@ impl HttpError {
         ];
         match self {
             HttpError::MethodNotAllowed => headers.push(("allow", "GET, HEAD".to_owned())),
-            HttpError::Unauthorized => headers.push(("www-authenticate", "Bearer".to_owned())),
+            HttpError::Unauthorized { challenge } => {
+                headers.push(("www-authenticate", challenge.clone()))
+            }
+            HttpError::Forbidden {
+                challenge: Some(challenge),
+            } => headers.push(("www-authenticate", challenge.clone())),
+            HttpError::TooManyRequests { retry_after } | HttpError::Unavailable { retry_after } => {
+                headers.push(("retry-after", retry_after.to_string()))
+            }
             HttpError::RangeNotSatisfiable { size } => {
                 headers.push(("content-range", format!("bytes */{size}")))
             }
@@ -120,7 +146,7 @@ mod tests {
 
     #[test]
     fn status_body_and_headers_go_together() {
-        let cases: [(HttpError, u16, &str); 12] = [
+        let cases: [(HttpError, u16, &str); 15] = [
             (HttpError::Unreadable, 400, "bad request\n"),
             (
                 HttpError::UpstreamStatus(503),
@@ -138,9 +164,22 @@ mod tests {
                 "bad request: dot segment in path\n",
             ),
             (
-                HttpError::Unauthorized,
+                HttpError::Unauthorized {
+                    challenge: "Bearer realm=\"cdn\"".into(),
+                },
                 401,
-                "a token is required for this path\n",
+                "valid credentials are required for this path\n",
+            ),
+            (HttpError::Forbidden { challenge: None }, 403, "forbidden\n"),
+            (
+                HttpError::TooManyRequests { retry_after: 2 },
+                429,
+                "too many requests\n",
+            ),
+            (
+                HttpError::Unavailable { retry_after: 1 },
+                503,
+                "not ready, try again\n",
             ),
             (HttpError::NoRoute, 404, "not found\n"),
             (HttpError::NotFound, 404, "not found\n"),
@@ -171,6 +210,16 @@ mod tests {
             [("allow", "GET, HEAD".to_owned())]
         );
         assert!(extra(HttpError::NotFound).is_empty());
+        assert_eq!(
+            extra(HttpError::Unauthorized {
+                challenge: "Basic realm=\"cdn\"".into()
+            }),
+            [("www-authenticate", "Basic realm=\"cdn\"".to_owned())]
+        );
+        assert_eq!(
+            extra(HttpError::TooManyRequests { retry_after: 3 }),
+            [("retry-after", "3".to_owned())]
+        );
         assert!(HttpError::NotFound
             .headers()
             .contains(&("cache-control", "no-store".to_owned())));
