@@ -18,7 +18,8 @@ pub mod server;
 
 pub use backend::Credentials;
 
-use cdn_config::{Listen, OriginConfig, Routes};
+use cdn_config::{Config, Listen};
+use cdn_http::Secret;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ use std::sync::Arc;
 pub enum StartError {
     #[error(transparent)]
     Backend(#[from] backend::BackendError),
+    #[error("trust.shield_to_origin: {0}")]
+    Secret(#[from] cdn_http::trust::SecretError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -42,20 +45,27 @@ pub struct OriginAdapter {
 }
 
 impl OriginAdapter {
-    /// Builds the store and binds the listeners `origin.listen` names.
-    pub fn bind(
-        origin: &OriginConfig,
-        routes: &Routes,
-        credentials: &Credentials,
-    ) -> Result<OriginAdapter, StartError> {
+    /// Builds the store, reads the secret it requires of the shield (`trust.shield_to_origin`),
+    /// and binds the listeners `origin.listen` names.
+    pub fn bind(config: &Config, credentials: &Credentials) -> Result<OriginAdapter, StartError> {
+        let origin = &config.origin;
         let store = backend::build(origin, credentials)?;
+        let accepts = match &config.trust {
+            Some(trust) => Some(Secret::read(&trust.shield_to_origin)?),
+            None => None,
+        };
         let bind = |addr| {
             let listener =
                 std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l));
             listener.map_err(|source| StartError::Listen { addr, source })
         };
         Ok(OriginAdapter {
-            origin: Arc::new(serve::Origin::new(store, routes.clone(), origin.timeout)),
+            origin: Arc::new(serve::Origin::new(
+                store,
+                config.routes.clone(),
+                origin.timeout,
+                accepts,
+            )),
             traffic: bind(origin.listen.traffic)?,
             admin: origin.listen.admin.map(bind).transpose()?,
         })

@@ -7,8 +7,7 @@ fn main() -> anyhow::Result<()> {
     let config = cdn_config::cli::load_config("origin-adapter");
     cdn_observe::logging::init(config.log_format);
     let credentials = origin_adapter::Credentials::Environment;
-    let adapter =
-        origin_adapter::OriginAdapter::bind(&config.origin, &config.routes, &credentials)?;
+    let adapter = origin_adapter::OriginAdapter::bind(&config, &credentials)?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

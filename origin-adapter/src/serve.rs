@@ -5,7 +5,7 @@ use crate::conditional::Validators;
 use crate::range::{self, RangeRequest};
 use bytes::Bytes;
 use cdn_config::{RoutePolicy, Routes};
-use cdn_http::{HttpError, Target};
+use cdn_http::{HttpError, Secret, Target};
 use cdn_observe::{Metrics, Tier, UpstreamResult};
 use futures::StreamExt;
 use http::header::{
@@ -31,15 +31,23 @@ pub struct Origin {
     store: Arc<dyn ObjectStore>,
     routes: Routes,
     timeout: Duration,
+    /// The secret a request must present (the shield's), if any.
+    accepts: Option<Secret>,
     metrics: Arc<Metrics>,
 }
 
 impl Origin {
-    pub fn new(store: Arc<dyn ObjectStore>, routes: Routes, timeout: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        routes: Routes,
+        timeout: Duration,
+        accepts: Option<Secret>,
+    ) -> Self {
         Origin {
             store,
             routes,
             timeout,
+            accepts,
             metrics: Arc::new(Metrics::new(Tier::Origin)),
         }
     }
@@ -77,6 +85,12 @@ impl Origin {
     }
 
     async fn respond<B>(&self, req: &Request<B>) -> Result<Response<Body>, HttpError> {
+        if let Some(secret) = &self.accepts {
+            let presented = req.headers().get(cdn_http::trust::HEADER);
+            if !secret.admits(presented.map(|v| v.as_bytes())) {
+                return Err(HttpError::Forbidden { challenge: None });
+            }
+        }
         let head_only = match *req.method() {
             Method::GET => false,
             Method::HEAD => true,

@@ -1,27 +1,73 @@
 //! The request-filter phase: what a tier refuses before looking at its cache, all judged on the
 //! request's canonical target (`cdn_http::Target`), never on its raw spelling. Every tier
-//! refuses unsafe targets, paths no route covers, and methods the route does not pass; then
-//! the tier's own `Gate` has its say (the edge's: auth).
+//! refuses requests from outside the tiers it answers (`trust`), unsafe targets, paths no route
+//! covers, and methods the route does not pass; then the tier's own `Gate` has its say (the
+//! edge's: rate limits and auth).
 
-use cdn_config::{RoutePolicy, Routes};
-use cdn_http::{HttpError, Target};
+use cdn_config::{Route, RoutePolicy, Routes};
+use cdn_http::{trust, HttpError, Secret, Target};
 use http::Method;
 use pingora::cache::CacheKey;
 use pingora::http::RequestHeader;
+use std::net::IpAddr;
 
-/// What one tier checks of a request beyond what every tier checks, given the route's policy.
-/// It runs on every request, hit or miss, before the cache is looked at.
-pub trait Gate: Send + Sync + 'static {
-    fn admit(&self, req: &RequestHeader, policy: &RoutePolicy) -> Result<(), HttpError>;
+/// What a gate sees of a request: the request, its canonical target, the route that covers it
+/// (and its place among the routes), and the client's address.
+#[derive(Debug, Clone, Copy)]
+pub struct Asking<'a> {
+    pub req: &'a RequestHeader,
+    pub target: &'a Target,
+    pub route: &'a Route,
+    pub route_index: usize,
+    pub client: Option<IpAddr>,
 }
 
-/// A gate that lets every request through (a shield trusts the edges in front of it).
+/// What a gate decided of a request it lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// As it came: caching treats its `Authorization`, if any, by RFC 9111 §3.5.
+    AsIs,
+    /// The gate checked the request's credentials: the request goes on without them (they
+    /// are this tier's to check, not the next one's), and may be answered from the copy every
+    /// entitled caller shares.
+    Authenticated,
+}
+
+/// What one tier checks of a request beyond what every tier checks. It runs on every request,
+/// hit or miss, before the cache is looked at.
+pub trait Gate: Send + Sync + 'static {
+    fn admit(&self, asking: &Asking<'_>) -> Result<Pass, HttpError>;
+}
+
+/// A gate that lets every request through (a shield answers whatever its edges ask).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Open;
 
 impl Gate for Open {
-    fn admit(&self, _req: &RequestHeader, _policy: &RoutePolicy) -> Result<(), HttpError> {
-        Ok(())
+    fn admit(&self, _asking: &Asking<'_>) -> Result<Pass, HttpError> {
+        Ok(Pass::AsIs)
+    }
+}
+
+/// The secrets of the links around a tier: the one it requires of the tier in front of it, and
+/// the one it presents to the tier behind it. `None` on either side: not checked, not sent.
+#[derive(Debug, Clone, Default)]
+pub struct TierTrust {
+    pub accepts: Option<Secret>,
+    pub presents: Option<Secret>,
+}
+
+impl TierTrust {
+    /// Refuses a request that does not present the secret this tier requires.
+    pub fn check(&self, req: &RequestHeader) -> Result<(), HttpError> {
+        match &self.accepts {
+            Some(secret)
+                if !secret.admits(req.headers.get(trust::HEADER).map(|v| v.as_bytes())) =>
+            {
+                Err(HttpError::Forbidden { challenge: None })
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -31,6 +77,7 @@ impl Gate for Open {
 pub struct Admitted {
     pub target: Target,
     pub policy: RoutePolicy,
+    pub pass: Pass,
     /// The canonical path and the query parameters the route keeps, encoded.
     pub upstream_target: String,
 }
@@ -44,9 +91,15 @@ impl Admitted {
 }
 
 /// The admitted request, or why this tier won't serve it.
-pub fn admit(req: &RequestHeader, routes: &Routes, gate: &dyn Gate) -> Result<Admitted, HttpError> {
+pub fn admit(
+    req: &RequestHeader,
+    client: Option<IpAddr>,
+    routes: &Routes,
+    gate: &dyn Gate,
+) -> Result<Admitted, HttpError> {
     let target = Target::parse(&req.uri, req.headers.get(http::header::HOST))?;
-    let policy = routes.policy(target.path()).ok_or(HttpError::NoRoute)?;
+    let (route_index, route) = routes.find(target.path()).ok_or(HttpError::NoRoute)?;
+    let policy = &route.policy;
     let allowed = match req.method {
         Method::GET | Method::HEAD => true,
         // Writes, and methods this tier does not know (which may be unsafe, RFC 9110 §9.2.1).
@@ -56,7 +109,13 @@ pub fn admit(req: &RequestHeader, routes: &Routes, gate: &dyn Gate) -> Result<Ad
     if !allowed {
         return Err(HttpError::MethodNotAllowed);
     }
-    gate.admit(req, policy)?;
+    let pass = gate.admit(&Asking {
+        req,
+        target: &target,
+        route,
+        route_index,
+        client,
+    })?;
     let mut upstream_target = target.encoded_path();
     if let Some(query) = target.query_kept(|name| policy.query.keeps(name)) {
         upstream_target.push('?');
@@ -65,6 +124,7 @@ pub fn admit(req: &RequestHeader, routes: &Routes, gate: &dyn Gate) -> Result<Ad
     Ok(Admitted {
         target,
         policy: policy.clone(),
+        pass,
         upstream_target,
     })
 }

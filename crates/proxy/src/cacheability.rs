@@ -377,6 +377,8 @@ mod tests {
             negative_ttl: Duration::from_secs(10),
             query: QueryPolicy::Ignore,
             pass_writes: false,
+            naming: Default::default(),
+            rate_limit: Default::default(),
         }
     }
 

@@ -7,7 +7,7 @@
 //!
 //! | phase | module |
 //! |---|---|
-//! | `request_filter` | `admission` (method, path, route, then the tier's own `Gate`); request id |
+//! | `request_filter` | `admission` (tier secret, method, path, route, then the tier's own `Gate`); request id |
 //! | `request_cache_filter`, `cache_key_callback` | `phases`: route says cacheable → storage + lock |
 //! | `upstream_peer`, `fail_to_connect` | `upstream` (next peer in order on connect failure) |
 //! | `response_cache_filter` | `cacheability` (RFC 9111 + route TTL + upstream Age + stale-if-error) |
@@ -28,11 +28,14 @@ mod storage;
 mod tier;
 mod upstream;
 
-pub use admission::{Gate, Open};
-pub use tier::{ProxyTier, RunningTier, StartError};
+pub use admission::{Asking, Gate, Open, Pass, TierTrust};
+pub use pingora::server::ShutdownWatch;
+pub use pingora::services::background::BackgroundService;
+pub use tier::{tier_trust, ProxyTier, RunningTier, StartError};
 
+pub use cdn_config::{Route, RoutePolicy};
 /// What a gate sees of a request, and what it refuses with.
-pub use cdn_http::HttpError;
+pub use cdn_http::{HttpError, Secret, Target};
 pub use cdn_observe::Tier;
 pub use pingora::http::RequestHeader;
 

@@ -1,7 +1,7 @@
 //! The caching proxy's `impl ProxyHttp`: each Pingora phase in the order Pingora calls it,
 //! dispatching to the module that owns the decision (see the table in `lib.rs`).
 
-use crate::admission::{self, Admitted, Gate};
+use crate::admission::{self, Admitted, Gate, Pass, TierTrust};
 use crate::cacheability;
 use crate::outcome;
 use crate::respond::{self, Headers};
@@ -32,6 +32,7 @@ pub struct TierProxy {
     tier: Tier,
     routes: Routes,
     gate: Box<dyn Gate>,
+    trust: TierTrust,
     upstreams: Upstreams,
     storage: &'static HybridStorage,
     lock: &'static CacheKeyLockImpl,
@@ -46,6 +47,7 @@ impl TierProxy {
         config: &ProxyConfig,
         routes: Routes,
         gate: Box<dyn Gate>,
+        trust: TierTrust,
         storage: &'static HybridStorage,
         metrics: &'static Metrics,
     ) -> Self {
@@ -54,6 +56,7 @@ impl TierProxy {
             tier,
             routes,
             gate,
+            trust,
             upstreams: Upstreams::new(
                 config.upstreams.clone(),
                 config.connect_timeout,
@@ -140,12 +143,31 @@ impl ProxyHttp for TierProxy {
             .get(request_id::HEADER)
             .map(|v| v.as_bytes());
         ctx.request_id = request_id::pick(incoming, self.trust_request_id);
-        ctx.authorization = session
-            .req_header()
-            .headers
-            .contains_key(http::header::AUTHORIZATION);
-        match admission::admit(session.req_header(), &self.routes, self.gate.as_ref()) {
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let admitted = self.trust.check(session.req_header()).and_then(|()| {
+            admission::admit(
+                session.req_header(),
+                client,
+                &self.routes,
+                self.gate.as_ref(),
+            )
+        });
+        match admitted {
             Ok(admitted) => {
+                if admitted.pass == Pass::Authenticated {
+                    // Checked here: the credentials go no further, and the request shares the
+                    // copy every entitled caller gets.
+                    session
+                        .req_header_mut()
+                        .remove_header(&http::header::AUTHORIZATION);
+                }
+                ctx.authorization = session
+                    .req_header()
+                    .headers
+                    .contains_key(http::header::AUTHORIZATION);
                 ctx.admitted = Some(admitted);
                 Ok(false)
             }
@@ -249,6 +271,11 @@ impl ProxyHttp for TierProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         req.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        // Whatever secret came in stays here; the next tier gets this tier's own.
+        req.remove_header(cdn_http::trust::HEADER);
+        if let Some(secret) = &self.trust.presents {
+            req.insert_header(cdn_http::trust::HEADER, secret.value())?;
+        }
         if let Some(admitted) = &ctx.admitted {
             // The next tier gets the canonical target, so it decides exactly as this one did.
             let uri = admitted.upstream_target.parse::<http::Uri>().map_err(|e| {

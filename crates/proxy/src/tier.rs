@@ -10,16 +10,18 @@
 //! as it starts, so Pingora serves on it, and a graceful upgrade (SIGQUIT) still hands it on.
 
 use crate::admin::ProxyAdmin;
-use crate::admission::Gate;
+use crate::admission::{Gate, TierTrust};
 use crate::phases::TierProxy;
 use crate::storage;
 use async_trait::async_trait;
 use cdn_cache::HybridStorage;
-use cdn_config::{Listen, ProxyConfig, Routes};
+use cdn_config::{Config, Listen, ProxyConfig, Routes};
+use cdn_http::Secret;
 use cdn_observe::{Metrics, Tier};
 use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
 use pingora::server::{Fds, ListenFds, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::BackgroundService;
 use pingora::services::Service;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::IntoRawFd;
@@ -29,6 +31,9 @@ use std::thread::JoinHandle;
 /// Why a tier could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A file the config names (a key, a secret) cannot be used.
+    #[error("{0}")]
+    Config(String),
     #[error("cannot open the cache: {0}")]
     Cache(#[source] std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
@@ -47,12 +52,14 @@ pub struct ProxyTier {
 }
 
 impl ProxyTier {
-    /// Builds `tier` from its settings, with `gate` deciding what only this tier checks.
+    /// Builds `tier` from its settings, with `gate` deciding what only this tier checks and
+    /// `trust` the secrets it requires and presents.
     pub fn build(
         tier: Tier,
         settings: &ProxyConfig,
         routes: &Routes,
         gate: impl Gate,
+        trust: TierTrust,
     ) -> Result<ProxyTier, StartError> {
         let storage = storage::open(&settings.cache).map_err(StartError::Cache)?;
         // Non-blocking, as the async listener Pingora makes of it needs.
@@ -87,6 +94,7 @@ impl ProxyTier {
             settings,
             routes.clone(),
             Box::new(gate),
+            trust,
             storage,
             metrics,
         );
@@ -126,6 +134,18 @@ impl ProxyTier {
         })
     }
 
+    /// Runs `task` beside the proxy for as long as the tier serves (it is told when to stop).
+    pub fn add_background<T: BackgroundService + Send + Sync + 'static>(
+        &mut self,
+        name: &str,
+        task: T,
+    ) {
+        self.server
+            .add_service(pingora::services::background::background_service(
+                name, task,
+            ));
+    }
+
     /// Where the tier listens, with the ports it got.
     pub fn listen(&self) -> Listen {
         self.listen
@@ -158,6 +178,31 @@ impl ProxyTier {
             thread: Some(thread),
         }
     }
+}
+
+/// The secrets `tier` requires and presents, read from the files `config.trust` names: the
+/// edge presents the first; the shield requires the first and presents the second.
+pub fn tier_trust(tier: Tier, config: &Config) -> Result<TierTrust, StartError> {
+    let Some(trust) = &config.trust else {
+        return Ok(TierTrust::default());
+    };
+    let read = |field: &str, path: &std::path::Path| {
+        Secret::read(path).map_err(|e| StartError::Config(format!("trust.{field}: {e}")))
+    };
+    Ok(match tier {
+        Tier::Edge => TierTrust {
+            accepts: None,
+            presents: Some(read("edge_to_shield", &trust.edge_to_shield)?),
+        },
+        Tier::Shield => TierTrust {
+            accepts: Some(read("edge_to_shield", &trust.edge_to_shield)?),
+            presents: Some(read("shield_to_origin", &trust.shield_to_origin)?),
+        },
+        Tier::Origin => TierTrust {
+            accepts: Some(read("shield_to_origin", &trust.shield_to_origin)?),
+            presents: None,
+        },
+    })
 }
 
 /// A tier serving in-process. Dropping it stops it, as `stop` does.
