@@ -1,18 +1,117 @@
-//! Who may have what: routes marked `auth: true` need credentials. Verifying them is not built
-//! yet, so such routes are closed: every request for them is answered 401 with a `Bearer`
-//! challenge, before the cache is looked at.
+//! The edge's gate: on every request, hit or miss, before the cache is looked at — the route's
+//! per-address rate limit, then, on `auth: true` routes, the credential (`cdn_auth`) against
+//! what the canonical path names, then the per-credential rate limit. Refusals become 401 with
+//! the challenge package clients follow (`Basic` on registry routes, as docker and skopeo
+//! expect; `Bearer` with an RFC 6750 `error` elsewhere), 403 out of scope, 429 over a limit.
+//! The entitlement document itself is never served to clients.
+//!
+//! Nothing here logs or counts a credential: refusals are logged by kind, grants by subject.
 
-use cdn_config::RoutePolicy;
-use cdn_proxy::{Gate, HttpError, RequestHeader};
+use crate::entitlements::Nudge;
+use crate::limits::RouteLimits;
+use cdn_auth::{Authority, Invalid, Refusal, Resource};
+use cdn_config::Naming;
+use cdn_proxy::{Asking, Gate, HttpError, Pass};
+use std::time::SystemTime;
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EdgeGate;
+pub struct EdgeGate {
+    authority: Authority,
+    /// Per route, in the order of `Routes::iter`.
+    limits: Vec<RouteLimits>,
+    realm: String,
+    /// The entitlement document's path, refused to clients.
+    document: Option<String>,
+    nudge: Option<Nudge>,
+}
+
+impl EdgeGate {
+    pub fn new(
+        authority: Authority,
+        limits: Vec<RouteLimits>,
+        realm: String,
+        document: Option<String>,
+        nudge: Option<Nudge>,
+    ) -> EdgeGate {
+        EdgeGate {
+            authority,
+            limits,
+            realm,
+            document,
+            nudge,
+        }
+    }
+
+    fn refusal(&self, refusal: Refusal, naming: Naming) -> HttpError {
+        let realm = &self.realm;
+        let bearer = |error: Option<&str>| match error {
+            Some(error) => format!("Bearer realm=\"{realm}\", error=\"{error}\""),
+            None => format!("Bearer realm=\"{realm}\""),
+        };
+        let challenge = |error: Option<&str>| match naming {
+            Naming::Oci => format!("Basic realm=\"{realm}\""),
+            Naming::Path | Naming::Npm => bearer(error),
+        };
+        match refusal {
+            Refusal::Missing => HttpError::Unauthorized {
+                challenge: challenge(None),
+            },
+            Refusal::Malformed => HttpError::Unauthorized {
+                challenge: challenge(Some("invalid_request")),
+            },
+            Refusal::Invalid(_) => HttpError::Unauthorized {
+                challenge: challenge(Some("invalid_token")),
+            },
+            Refusal::OutOfScope => HttpError::Forbidden {
+                challenge: (naming != Naming::Oci).then(|| bearer(Some("insufficient_scope"))),
+            },
+            Refusal::NotLoaded => HttpError::Unavailable { retry_after: 1 },
+        }
+    }
+}
 
 impl Gate for EdgeGate {
-    fn admit(&self, _req: &RequestHeader, policy: &RoutePolicy) -> Result<(), HttpError> {
-        if policy.auth_required {
-            return Err(HttpError::Unauthorized);
+    fn admit(&self, asking: &Asking<'_>) -> Result<Pass, HttpError> {
+        let path = asking.target.path();
+        if self.document.as_deref() == Some(path) {
+            return Err(HttpError::NotFound);
         }
-        Ok(())
+        let limits = &self.limits[asking.route_index];
+        if let Some(client) = asking.client {
+            limits.client(client)?;
+        }
+        let policy = &asking.route.policy;
+        if !policy.auth_required {
+            return Ok(Pass::AsIs);
+        }
+        let naming = match policy.naming {
+            Naming::Path => cdn_auth::Naming::Path,
+            Naming::Npm => cdn_auth::Naming::Npm,
+            Naming::Oci => cdn_auth::Naming::Oci,
+        };
+        let resource = Resource::of(naming, &asking.route.prefix, path);
+        let authorization = asking
+            .req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        match self
+            .authority
+            .check(authorization, resource.as_ref(), SystemTime::now())
+        {
+            Ok(grant) => {
+                limits.credential(&grant.limit_key)?;
+                tracing::debug!(subject = %grant.subject, path, "granted");
+                Ok(Pass::Authenticated)
+            }
+            Err(refusal) => {
+                if refusal == Refusal::Invalid(Invalid::UnknownKey) {
+                    if let Some(nudge) = &self.nudge {
+                        nudge.unknown_key();
+                    }
+                }
+                tracing::debug!(reason = %refusal, path, "refused");
+                Err(self.refusal(refusal, policy.naming))
+            }
+        }
     }
 }
