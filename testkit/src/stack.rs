@@ -71,7 +71,23 @@ pub struct StackOptions {
     pub disk: Option<&'static str>,
     /// `logging.format`: "text" or "json".
     pub log_format: &'static str,
+    /// Token key ids the edge accepts (a key pair is made for each of `KEY_IDS` either way).
+    pub token_keys: &'static [&'static str],
+    /// Whether the edge accepts API keys (it then reads the entitlement document from the
+    /// origin as it starts, and every `entitlements_ttl`).
+    pub api_keys: bool,
+    /// `auth.api_keys.ttl` and `negative_ttl`.
+    pub entitlements_ttl: &'static str,
+    pub entitlements_negative_ttl: &'static str,
+    /// Whether the tiers require their secrets (`trust`).
+    pub trust: bool,
 }
+
+/// The token key ids every stack makes a key pair for.
+pub const KEY_IDS: [&str; 3] = ["k1", "k2", "k3"];
+
+/// Where the entitlement document is, in the origin's tree.
+pub const ENTITLEMENTS: &str = "/_cdn/entitlements.json";
 
 impl StackOptions {
     pub fn new(backend: Backend) -> Self {
@@ -84,6 +100,11 @@ impl StackOptions {
             max_object: "128MiB",
             disk: Some("512MiB"),
             log_format: "text",
+            token_keys: &["k1"],
+            api_keys: false,
+            entitlements_ttl: "5m",
+            entitlements_negative_ttl: "30s",
+            trust: true,
         }
     }
 
@@ -143,8 +164,19 @@ fn any_port() -> Listen {
 impl Stack {
     pub fn start(options: StackOptions) -> Stack {
         let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("keys")).expect("keys dir");
+        for id in KEY_IDS {
+            let (private, public) = cdn_auth::token::generate_key_pair().expect("a key pair");
+            std::fs::write(dir.path().join(format!("keys/{id}.key.pem")), private).expect("key");
+            std::fs::write(dir.path().join(format!("keys/{id}.pub.pem")), public).expect("key");
+        }
+        for link in ["edge-to-shield", "shield-to-origin"] {
+            let secret = cdn_auth::keys::new_key();
+            std::fs::write(dir.path().join(format!("keys/{link}")), secret).expect("secret");
+        }
         let mut stack = Stack {
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir,
             options,
             origin: unbound,
             shield: unbound,
@@ -189,6 +221,39 @@ impl Stack {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.edge)
+    }
+
+    /// A token signed by key `key_id` for `subject`, with these space-separated scopes,
+    /// expiring `ttl_secs` from now (negative: already expired).
+    pub fn mint(&self, key_id: &str, subject: &str, scope: &str, ttl_secs: i64) -> String {
+        let pem = std::fs::read(self.dir.path().join(format!("keys/{key_id}.key.pem")))
+            .expect("a key made at start");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        let claims = cdn_auth::Claims {
+            sub: subject.into(),
+            exp: now.saturating_add_signed(ttl_secs),
+            scope: scope.into(),
+            iat: Some(now),
+        };
+        cdn_auth::token::mint(key_id, &pem, &claims).expect("mint a token")
+    }
+
+    /// The header a request to `addr` must carry to come from the tier in front of it: the
+    /// edges' secret at the shield, the shield's at the origin-adapter, none at an edge.
+    pub fn tier_header(&self, addr: SocketAddr) -> Vec<(&'static str, String)> {
+        let link = if addr == self.shield {
+            "edge-to-shield"
+        } else if addr == self.origin {
+            "shield-to-origin"
+        } else {
+            return Vec::new();
+        };
+        let secret = std::fs::read_to_string(self.dir.path().join(format!("keys/{link}")))
+            .expect("a secret made at start");
+        vec![("cdn-tier-secret", secret)]
     }
 
     /// Stops a member: in-process at once, a process by SIGKILL. `start_again` brings it back.
@@ -381,7 +446,15 @@ impl Stack {
              shield:\n  listen: {shield}\n  admin: {shield_admin}\n  origin: {shield_upstream}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{shield_disk}\
              edge:\n  listen: {edge}\n  admin: {edge_admin}\n  shields: [{shield}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
              logging:\n  format: {log_format}\n\
-             routes:\n  - prefix: /private/\n    ttl: 1h\n    auth: true\n  - prefix: /short/\n    ttl: 1s\n  - prefix: /nocache/\n    ttl: 1h\n    cache: false\n  - prefix: /q/\n    ttl: 1h\n    query: [v]\n  - prefix: /writes/\n    ttl: 1h\n    pass_writes: true\n  - prefix: /\n    ttl: 1h\n",
+             auth:\n  token_keys:\n{token_keys}{api_keys}\
+             {trust}\
+             routes:\n  - prefix: /private/\n    ttl: 1h\n    auth: true\n\
+             \x20 - prefix: /npm-private/\n    ttl: 1h\n    auth: true\n    scope: npm\n\
+             \x20 - prefix: /v2/\n    ttl: 1h\n    auth: true\n    scope: oci\n\
+             \x20 - prefix: /limited/\n    ttl: 1h\n    rate_limit:\n      per_client_ip: 40/m\n\
+             \x20 - prefix: /metered/\n    ttl: 1h\n    auth: true\n    rate_limit:\n      per_credential: 20/m\n\
+             \x20 - prefix: /_cdn/\n    ttl: 1s\n    cache: false\n\
+             \x20 - prefix: /short/\n    ttl: 1s\n  - prefix: /nocache/\n    ttl: 1h\n    cache: false\n  - prefix: /q/\n    ttl: 1h\n    query: [v]\n  - prefix: /writes/\n    ttl: 1h\n    pass_writes: true\n  - prefix: /\n    ttl: 1h\n",
             origin = w.origin.traffic,
             origin_admin = admin(w.origin),
             timeout = o.origin_timeout,
@@ -396,6 +469,31 @@ impl Stack {
             shield_disk = disk("shield"),
             edge_disk = disk(edge_cache),
             log_format = o.log_format,
+            token_keys = o
+                .token_keys
+                .iter()
+                .map(|id| format!(
+                    "    - id: {id}\n      public_key: {}\n",
+                    self.dir.path().join(format!("keys/{id}.pub.pem")).display()
+                ))
+                .collect::<String>(),
+            api_keys = if o.api_keys {
+                format!(
+                    "  api_keys:\n    document: {ENTITLEMENTS}\n    ttl: {}\n    negative_ttl: {}\n",
+                    o.entitlements_ttl, o.entitlements_negative_ttl
+                )
+            } else {
+                String::new()
+            },
+            trust = if o.trust {
+                format!(
+                    "trust:\n  edge_to_shield: {}\n  shield_to_origin: {}\n",
+                    self.dir.path().join("keys/edge-to-shield").display(),
+                    self.dir.path().join("keys/shield-to-origin").display()
+                )
+            } else {
+                String::new()
+            },
         )
     }
 
@@ -440,9 +538,8 @@ fn start_in_process(tier: Tier, config: &Path) -> (Running, Listen) {
                 access_key_id: crate::s3::ACCESS_KEY.into(),
                 secret_access_key: crate::s3::SECRET_KEY.into(),
             };
-            let adapter =
-                origin_adapter::OriginAdapter::bind(&config.origin, &config.routes, &credentials)
-                    .unwrap_or_else(|e| panic!("origin-adapter: {e}"));
+            let adapter = origin_adapter::OriginAdapter::bind(&config, &credentials)
+                .unwrap_or_else(|e| panic!("origin-adapter: {e}"));
             let running = adapter.spawn().expect("start the origin-adapter");
             let listen = running.listen();
             (Running::Origin(running), listen)

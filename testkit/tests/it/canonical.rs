@@ -12,7 +12,11 @@ fn sample() -> (tempfile::TempDir, Stack) {
         ("hello.txt", "hello"),
         ("q/a.txt", "query"),
     ]);
-    let stack = Stack::start(StackOptions::new(Backend::Local(root.path().to_owned())));
+    // Each tier is asked directly here, so the tiers' secrets are off (they are tested in
+    // `auth`).
+    let mut options = StackOptions::new(Backend::Local(root.path().to_owned()));
+    options.trust = false;
+    let stack = Stack::start(options);
     (root, stack)
 }
 
@@ -64,7 +68,7 @@ fn every_spelling_gets_its_canonical_routes_answer() {
         ("edge", stack.edge),
     ] {
         let canonical = raw_request(addr, "GET", "/private/secret.txt", &[]).status;
-        // The edge closes the `auth: true` route; the tiers behind it do not judge tokens yet.
+        // The edge judges credentials on the `auth: true` route; the tiers behind it do not.
         let expected = if tier == "edge" { 401 } else { 200 };
         assert_eq!(canonical, expected, "{tier}");
         for spelling in SAME {

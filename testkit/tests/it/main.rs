@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binaries as processes on loopback, against a local-directory
 //! origin and a real S3-compatible server.
 
+mod auth;
 mod canonical;
 mod config_errors;
 mod http_caching;

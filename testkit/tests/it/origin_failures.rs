@@ -18,6 +18,8 @@ fn s3_endpoint_refusing_connections_is_502() {
         bucket: "packages".into(),
     });
     options.origin_timeout = "2s";
+    // The origin-adapter is asked directly.
+    options.trust = false;
     let stack = Stack::start(options);
     let (status, took) = timed(&format!("http://{}/pkgs/a.tgz", stack.origin));
     assert_eq!(status, 502);

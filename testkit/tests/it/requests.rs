@@ -12,7 +12,11 @@ fn sample_stack() -> (tempfile::TempDir, Stack, Vec<u8>) {
         ("private/secret.txt", b"secret"),
         ("nocache/live.txt", b"live"),
     ]);
-    let stack = Stack::start(StackOptions::new(Backend::Local(root.path().to_owned())));
+    // The origin-adapter is asked directly here, so the tiers' secrets are off (they are
+    // tested in `auth`).
+    let mut options = StackOptions::new(Backend::Local(root.path().to_owned()));
+    options.trust = false;
+    let stack = Stack::start(options);
     (root, stack, data)
 }
 
@@ -103,10 +107,10 @@ fn traversal_in_any_spelling_is_400() {
 #[test]
 fn routes_methods_and_auth() {
     let (_root, stack, _) = sample_stack();
-    // No verifier is configured yet: routes that need a token fail closed at the edge.
+    // Routes that need a credential are closed to a request without one.
     let r = get(&stack.url("/private/secret.txt"));
     assert_eq!(r.status, 401);
-    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"cdn\""));
     assert_eq!(raw_status(stack.edge, "POST", "/file.bin"), 405);
     assert_eq!(raw_status(stack.origin, "DELETE", "/file.bin"), 405);
     // A route with `cache: false` is passed through every time, never stored.

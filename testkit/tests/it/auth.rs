@@ -1,0 +1,520 @@
+//! Who may have what, through the whole stack: every outcome of a credential check with its
+//! status and challenge, copies shared by entitled callers and refused to everyone else, every
+//! spelling of a protected path, key rotation, revocation through the entitlement document,
+//! rate limits under concurrent load, and inner tiers that answer only the tier in front.
+
+use base64::Engine;
+use cdn_auth::keys::{hash_key, new_key};
+use std::time::{Duration, Instant};
+use testkit::stack::ENTITLEMENTS;
+use testkit::{eventually, origin_dir, raw_request, request, Backend, Stack, StackOptions};
+
+const REALM: &str = "Bearer realm=\"cdn\"";
+
+/// The entitlement document listing `keys`: (key, subject, scopes).
+fn document(keys: &[(&str, &str, &[&str])]) -> String {
+    let entries: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|(key, subject, scopes)| {
+            serde_json::json!({"sha256": hash_key(key), "subject": subject, "scopes": scopes})
+        })
+        .collect();
+    serde_json::json!({ "keys": entries }).to_string()
+}
+
+fn basic(secret: &str) -> String {
+    let pair = format!("any-user:{secret}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+fn bearer(secret: &str) -> String {
+    format!("Bearer {secret}")
+}
+
+/// (status, WWW-Authenticate) of a GET at the edge with this `Authorization`, if any.
+fn ask(stack: &Stack, path: &str, authorization: Option<&str>) -> (u16, Option<String>) {
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|a| ("authorization", a))
+        .into_iter()
+        .collect();
+    let r = request("GET", &stack.url(path), &headers);
+    (r.status, r.header("www-authenticate").map(str::to_owned))
+}
+
+struct Fixture {
+    _root: tempfile::TempDir,
+    stack: Stack,
+    /// An API key listed for `path:/private/*` and `oci:acme/*`.
+    key: String,
+}
+
+fn fixture(tune: impl FnOnce(&mut StackOptions)) -> Fixture {
+    let key = new_key();
+    let doc = document(&[(&key, "ci", &["path:/private/*", "oci:acme/*"])]);
+    let root = origin_dir(&[
+        ("private/secret.txt", "secret"),
+        ("private/team/plan.txt", "plan"),
+        ("hello.txt", "hello"),
+        ("npm-private/@acme/util/package.json", "{}"),
+        ("npm-private/left-pad/package.json", "{}"),
+        ("v2/acme/app/manifests/latest", "manifest"),
+        ("v2/other/app/manifests/latest", "manifest"),
+        ("limited/a.txt", "a"),
+        ("metered/a.txt", "a"),
+        (&ENTITLEMENTS[1..], doc.as_str()),
+    ]);
+    let mut options = StackOptions::new(Backend::Local(root.path().to_owned()));
+    options.token_keys = &["k1", "k2"];
+    options.api_keys = true;
+    tune(&mut options);
+    let stack = Stack::start(options);
+    // The edge reads the document as it starts; an API key is answered 503 until then.
+    eventually("the entitlement document", || {
+        (ask(&stack, "/private/secret.txt", Some(&basic(&key))).0 == 200).then_some(())
+    });
+    Fixture {
+        _root: root,
+        stack,
+        key,
+    }
+}
+
+#[test]
+fn each_outcome_has_its_status_and_challenge() {
+    let Fixture { stack, key, _root } = fixture(|_| {});
+    let path = "/private/secret.txt";
+    let s = &stack;
+    let invalid = Some(format!("{REALM}, error=\"invalid_token\""));
+    let good = s.mint("k1", "alice", "path:/private/*", 60);
+    let other = s.mint("k1", "mallory", "path:/private/*", 60);
+    let parts: Vec<&str> = good.split('.').collect();
+    let other_body = other.split('.').nth(1).unwrap();
+    let forged = format!("{}.{other_body}.{}", parts[0], parts[2]);
+
+    assert_eq!(
+        ask(s, path, None),
+        (401, Some(REALM.into())),
+        "no credential"
+    );
+    for malformed in [
+        "Bearer",
+        "Digest user=x",
+        "Bearer a b",
+        "Basic !!!",
+        "Basic eHl6",
+    ] {
+        assert_eq!(
+            ask(s, path, Some(malformed)),
+            (401, Some(format!("{REALM}, error=\"invalid_request\""))),
+            "malformed: {malformed}"
+        );
+    }
+    assert_eq!(
+        ask(s, path, Some(&bearer(&forged))),
+        (401, invalid.clone()),
+        "bad signature"
+    );
+    let unknown_id = s.mint("k3", "alice", "path:/private/*", 60);
+    assert_eq!(
+        ask(s, path, Some(&bearer(&unknown_id))),
+        (401, invalid.clone()),
+        "unknown key id"
+    );
+    let expired = s.mint("k1", "alice", "path:/private/*", -120);
+    assert_eq!(
+        ask(s, path, Some(&bearer(&expired))),
+        (401, invalid.clone()),
+        "expired"
+    );
+    let elsewhere = s.mint("k1", "alice", "path:/public/*", 60);
+    assert_eq!(
+        ask(s, path, Some(&bearer(&elsewhere))),
+        (403, Some(format!("{REALM}, error=\"insufficient_scope\""))),
+        "wrong scope"
+    );
+    assert_eq!(
+        ask(s, path, Some(&bearer("cdnk_not-a-listed-key"))),
+        (401, invalid),
+        "unknown API key"
+    );
+    assert_eq!(ask(s, "/hello.txt", None), (200, None), "public route");
+
+    // What is accepted: a token (Bearer, as npm sends it; Basic, as docker and skopeo do)
+    // and an API key either way.
+    for authorization in [bearer(&good), basic(&good), bearer(&key), basic(&key)] {
+        let r = request("GET", &s.url(path), &[("authorization", &authorization)]);
+        assert_eq!((r.status, &r.body[..]), (200, &b"secret"[..]));
+    }
+    // Rotation: while both key ids are configured, tokens signed by either verify.
+    let rotated = s.mint("k2", "alice", "path:/private/*", 60);
+    assert_eq!(
+        ask(s, path, Some(&bearer(&rotated))).0,
+        200,
+        "the new key id"
+    );
+    assert_eq!(ask(s, path, Some(&bearer(&good))).0, 200, "the old key id");
+
+    // Package names: npm packages and registry repositories, by scope.
+    let npm = s.mint("k1", "dev", "npm:@acme/*", 60);
+    assert_eq!(
+        ask(
+            s,
+            "/npm-private/@acme/util/package.json",
+            Some(&bearer(&npm))
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        ask(s, "/npm-private/left-pad/package.json", Some(&bearer(&npm))).0,
+        403,
+        "another package"
+    );
+    // The registry challenges with Basic, which docker and skopeo answer with --creds.
+    let registry = Some("Basic realm=\"cdn\"".to_owned());
+    assert_eq!(
+        ask(s, "/v2/acme/app/manifests/latest", None),
+        (401, registry.clone())
+    );
+    assert_eq!(
+        ask(s, "/v2/acme/app/manifests/latest", Some(&basic("cdnk_x"))),
+        (401, registry)
+    );
+    assert_eq!(
+        ask(s, "/v2/acme/app/manifests/latest", Some(&basic(&key))).0,
+        200
+    );
+    assert_eq!(
+        ask(s, "/v2/other/app/manifests/latest", Some(&basic(&key))),
+        (403, None),
+        "a repository out of the key's scopes"
+    );
+}
+
+#[test]
+fn a_copy_is_shared_by_the_entitled_and_refused_to_everyone_else() {
+    let Fixture { stack, key, _root } = fixture(|_| {});
+    let path = "/private/team/plan.txt";
+    let alice = bearer(&stack.mint("k1", "alice", "path:/private/team/*", 60));
+    let first = request("GET", &stack.url(path), &[("authorization", &alice)]);
+    assert_eq!(first.status, 200);
+    assert!(
+        first.cache_status().contains("edge-pop; fwd=miss"),
+        "{}",
+        first.cache_status()
+    );
+    // Another caller, another credential kind: the same copy (credentials are not in the key).
+    let second = request("GET", &stack.url(path), &[("authorization", &basic(&key))]);
+    assert_eq!((second.status, &second.body[..]), (200, &b"plan"[..]));
+    assert!(
+        second.cache_status().starts_with("edge-pop; hit"),
+        "{}",
+        second.cache_status()
+    );
+    // Stored at the edge, and still refused to a caller who may not have it.
+    assert_eq!(ask(&stack, path, None).0, 401);
+    let outsider = bearer(&stack.mint("k1", "bob", "path:/private/other/*", 60));
+    assert_eq!(ask(&stack, path, Some(&outsider)).0, 403);
+    let expired = bearer(&stack.mint("k1", "alice", "path:/private/team/*", -120));
+    assert_eq!(ask(&stack, path, Some(&expired)).0, 401);
+}
+
+#[test]
+fn every_spelling_of_a_protected_path_needs_a_credential() {
+    let Fixture { stack, key, _root } = fixture(|_| {});
+    let spellings = [
+        "/private/secret.txt",
+        "/%70rivate/secret.txt",
+        "/%70%72%69%76%61%74%65/secret.txt",
+        "/PRIVATE/../private/secret.txt",
+        "/private/secret%2Etxt",
+        "//private/secret.txt",
+        "http://127.0.0.1/private/secret.txt",
+        "/private/secret.txt?x=1",
+    ];
+    for target in spellings {
+        let r = raw_request(stack.edge, "GET", target, &[]);
+        assert!(
+            matches!(r.status, 400 | 401),
+            "{target} without a credential: {}",
+            r.status
+        );
+        let authorization = basic(&key);
+        let r = raw_request(
+            stack.edge,
+            "GET",
+            target,
+            &[("authorization", &authorization)],
+        );
+        assert!(
+            matches!(r.status, 200 | 400),
+            "{target} with one: {}",
+            r.status
+        );
+        if r.status == 200 {
+            assert_eq!(r.body, b"secret", "{target}");
+        }
+    }
+    // The document of keys is not the clients' to read, however it is spelled.
+    for target in [ENTITLEMENTS, "/_cdn/%65ntitlements.json"] {
+        assert_eq!(
+            raw_request(stack.edge, "GET", target, &[]).status,
+            404,
+            "{target}"
+        );
+    }
+}
+
+#[test]
+fn keys_are_revoked_and_issued_through_the_entitlement_document() {
+    let ttl = Duration::from_secs(4);
+    let Fixture { stack, key, _root } = fixture(|o| {
+        o.entitlements_ttl = "4s";
+        o.entitlements_negative_ttl = "1s";
+    });
+    let file = _root.path().join(&ENTITLEMENTS[1..]);
+    let path = "/private/secret.txt";
+    let fresh = new_key();
+    assert_eq!(
+        ask(&stack, path, Some(&basic(&fresh))).0,
+        401,
+        "not issued yet"
+    );
+
+    // Issued: an unknown key makes the edge read the document again, at most once per
+    // negative_ttl, so a new key works well before the document's ttl is up.
+    std::fs::write(
+        &file,
+        document(&[
+            (&key, "ci", &["path:/private/*"]),
+            (&fresh, "new", &["path:/private/*"]),
+        ]),
+    )
+    .unwrap();
+    let issued = Instant::now();
+    eventually("the new key to be accepted", || {
+        (ask(&stack, path, Some(&basic(&fresh))).0 == 200).then_some(())
+    });
+    assert!(issued.elapsed() < ttl, "took {:?}", issued.elapsed());
+
+    // Revoked: refused once the edge's copy of the document is older than its ttl, never
+    // later (plus the time a fetch takes).
+    std::fs::write(&file, document(&[(&fresh, "new", &["path:/private/*"])])).unwrap();
+    let revoked = Instant::now();
+    eventually("the revoked key to be refused", || {
+        let (status, challenge) = ask(&stack, path, Some(&basic(&key)));
+        (status == 401).then_some(challenge)
+    });
+    let took = revoked.elapsed();
+    assert!(
+        took <= ttl + Duration::from_millis(1500),
+        "revocation took {took:?}"
+    );
+    assert_eq!(
+        ask(&stack, path, Some(&basic(&fresh))).0,
+        200,
+        "the other key stays"
+    );
+}
+
+/// Sends `total` GETs from `threads` threads at once; returns the statuses and the time taken.
+fn header<'a>(h: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    h.iter().map(|(n, v)| (*n, v.as_str())).collect()
+}
+
+fn burst(
+    stack: &Stack,
+    path: &str,
+    authorization: Option<&str>,
+    threads: usize,
+    total: usize,
+) -> (Vec<u16>, Duration, Vec<String>) {
+    let started = Instant::now();
+    let results: Vec<(u16, Option<String>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..total / threads)
+                        .map(|_| {
+                            let headers: Vec<(&str, &str)> = authorization
+                                .map(|a| ("authorization", a))
+                                .into_iter()
+                                .collect();
+                            let r = raw_request(stack.edge, "GET", path, &headers);
+                            (r.status, r.header("retry-after").map(str::to_owned))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let took = started.elapsed();
+    let retry_after = results.iter().filter_map(|(_, r)| r.clone()).collect();
+    (
+        results.into_iter().map(|(s, _)| s).collect(),
+        took,
+        retry_after,
+    )
+}
+
+/// How many of a burst a limit of `count` per `period` may let through in `took`: the burst,
+/// the allowance earned meanwhile, and one for rounding.
+fn allowed(count: u32, period: Duration, took: Duration) -> usize {
+    let earned = took.as_secs_f64() / (period.as_secs_f64() / f64::from(count));
+    count as usize + earned.ceil() as usize + 1
+}
+
+#[test]
+fn rate_limits_hold_under_concurrent_load() {
+    let Fixture { stack, _root, .. } = fixture(|_| {});
+    // `/limited/`: 40 per minute per client address.
+    let (statuses, took, retry_after) = burst(&stack, "/limited/a.txt", None, 8, 200);
+    let ok = statuses.iter().filter(|&&s| s == 200).count();
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!(ok + limited, 200, "only 200s and 429s: {statuses:?}");
+    assert!(ok >= 40, "the burst is let through: {ok}");
+    assert!(
+        ok <= allowed(40, Duration::from_secs(60), took),
+        "{ok} in {took:?}"
+    );
+    assert_eq!(retry_after.len(), limited, "every 429 says when to retry");
+    assert!(
+        retry_after
+            .iter()
+            .all(|r| r.parse::<u64>().is_ok_and(|s| (1..=2).contains(&s))),
+        "{retry_after:?}"
+    );
+    // Other routes are not limited.
+    assert_eq!(ask(&stack, "/hello.txt", None).0, 200);
+
+    // `/metered/`: 20 per minute per credential; each credential has its own allowance.
+    let a = bearer(&stack.mint("k1", "a", "path:/metered/*", 60));
+    let b = bearer(&stack.mint("k1", "b", "path:/metered/*", 60));
+    for who in [&a, &b] {
+        let (statuses, took, _) = burst(&stack, "/metered/a.txt", Some(who), 4, 60);
+        let ok = statuses.iter().filter(|&&s| s == 200).count();
+        assert!(
+            statuses.iter().all(|&s| s == 200 || s == 429),
+            "{statuses:?}"
+        );
+        assert!(
+            ok >= 20 && ok <= allowed(20, Duration::from_secs(60), took),
+            "{ok} in {took:?}"
+        );
+    }
+    // A refused request does not count against a credential: none was presented.
+    assert_eq!(ask(&stack, "/metered/a.txt", None).0, 401);
+}
+
+#[test]
+fn inner_tiers_answer_only_the_tier_in_front() {
+    let Fixture { stack, _root, .. } = fixture(|_| {});
+    let path = "/hello.txt";
+    let edge_secret = stack.tier_header(stack.shield);
+    let shield_secret = stack.tier_header(stack.origin);
+
+    for addr in [stack.shield, stack.origin] {
+        assert_eq!(
+            raw_request(addr, "GET", path, &[]).status,
+            403,
+            "no secret at {addr}"
+        );
+        assert_eq!(
+            raw_request(
+                addr,
+                "GET",
+                path,
+                &[("cdn-tier-secret", "guess-guess-guess-guess")]
+            )
+            .status,
+            403,
+            "a wrong secret at {addr}"
+        );
+        // Refused before anything else is judged: not even a path's existence shows.
+        assert_eq!(raw_request(addr, "GET", "/no/such/thing", &[]).status, 403);
+    }
+    assert_eq!(
+        raw_request(stack.shield, "GET", path, &header(&edge_secret)).status,
+        200
+    );
+    assert_eq!(
+        raw_request(stack.origin, "GET", path, &header(&shield_secret)).status,
+        200
+    );
+    assert_eq!(
+        raw_request(stack.origin, "GET", path, &header(&edge_secret)).status,
+        403,
+        "an edge cannot skip its shield"
+    );
+    // A client cannot pass a secret through the edge either: the edge sends its own.
+    assert_eq!(
+        raw_request(
+            stack.edge,
+            "GET",
+            "/private/secret.txt",
+            &header(&edge_secret)
+        )
+        .status,
+        401
+    );
+}
+
+#[test]
+fn no_credential_reaches_a_log_line() {
+    let key = new_key();
+    let root = origin_dir(&[
+        ("private/secret.txt", "secret"),
+        (
+            &ENTITLEMENTS[1..],
+            document(&[(&key, "ci", &["path:/private/*"])]).as_str(),
+        ),
+    ]);
+    let mut options = StackOptions::new(Backend::Local(root.path().to_owned())).processes();
+    options.api_keys = true;
+    let stack = Stack::start(options);
+    let token = stack.mint("k1", "alice", "path:/private/*", 60);
+    let expired = stack.mint("k1", "alice", "path:/private/*", -60);
+    eventually("the entitlement document", || {
+        (ask(&stack, "/private/secret.txt", Some(&basic(&key))).0 == 200).then_some(())
+    });
+    for authorization in [
+        bearer(&token),
+        basic(&token),
+        bearer(&expired),
+        bearer("cdnk_wrong-key-value"),
+        basic(&key),
+    ] {
+        ask(&stack, "/private/secret.txt", Some(&authorization));
+        ask(
+            &stack,
+            "/private/secret.txt?token=leaky-query-value",
+            Some(&authorization),
+        );
+    }
+    let secrets = [
+        &token,
+        &expired,
+        &key,
+        "cdnk_wrong-key-value",
+        &basic(&key)[6..],
+    ];
+    for name in ["edge", "shield", "origin"] {
+        let log = stack.log(name);
+        assert!(log.contains("access: request"), "{name} logged requests");
+        for secret in secrets {
+            assert!(!log.contains(secret), "a credential in {name}'s log");
+        }
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(
+            !log.contains(signature),
+            "a token's signature in {name}'s log"
+        );
+    }
+}
