@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs the quick start as a user would and checks it: the stack comes up, the printed curl
 # line returns the sample through all tiers (a miss, then an edge hit), and Ctrl-C (SIGINT)
-# stops all three.
+# stops all three. It empties the local stack's cache (var/cache) first, so the first request
+# is a miss whatever ran before.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+rm -rf "$root/var/cache/edge" "$root/var/cache/shield"
 out=$(mktemp)
 setsid "$root/deploy/local/start.sh" >"$out" 2>&1 &
 starter=$!
@@ -17,16 +19,21 @@ for _ in $(seq 1 600); do
 done
 grep -q '^try:' "$out" || { cat "$out"; echo "smoke: quick start never came up" >&2; exit 1; }
 url=$(sed -nE 's/^try: +curl -i (.*)$/\1/p' "$out")
-# The disk cache outlives runs: a query string of its own makes this run's key cold.
-url="$url?smoke=$$-$RANDOM"
 
 first=$(curl -si "$url")
 second=$(curl -si "$url")
 grep -q 'Hello from the origin' <<<"$first" || { echo "$first"; echo "smoke: wrong body" >&2; exit 1; }
 grep -qi '^cache-status: shield; fwd=miss.*edge-pop; fwd=miss' <<<"$first" || { echo "$first"; exit 1; }
 grep -qi '^cache-status: edge-pop; hit' <<<"$second" || { echo "$second"; exit 1; }
+# The protected route: 401 without the printed token, the object with it.
+auth=$(sed -nE 's/^auth: +curl -i -H "(Authorization: Bearer [^"]+)" (http[^ ]+)$/\1 \2/p' "$out")
+[[ -n $auth ]] || { cat "$out"; echo "smoke: no auth line" >&2; exit 1; }
+header=${auth% *}; private=${auth##* }
+[[ $(curl -s -o /dev/null -w '%{http_code}' "$private") == 401 ]] || { echo "smoke: $private without a token is not 401" >&2; exit 1; }
+curl -sf -H "$header" "$private" >/dev/null || { echo "smoke: $private with the token failed" >&2; exit 1; }
 metrics=$(sed -nE 's/^  edge metrics +(http[^ ]+).*/\1/p' "$out")
-curl -sf "$metrics" | grep -q '^cdn_request_duration_seconds_count{cache="hit",tier="edge"} [1-9]' \
+counted=$(curl -sf "$metrics")
+grep -q '^cdn_request_duration_seconds_count{cache="hit",tier="edge"} [1-9]' <<<"$counted" \
     || { echo "smoke: $metrics does not count the hit" >&2; exit 1; }
 
 # Ctrl-C reaches the whole foreground group; do the same.
@@ -41,4 +48,4 @@ for bin in origin-adapter shield edge-pop; do
         echo "smoke: $bin still running after SIGINT" >&2; exit 1
     fi
 done
-echo "smoke: quick start ok (miss, then edge hit, counted in /metrics; stopped on SIGINT)"
+echo "smoke: quick start ok (miss, then edge hit, counted in /metrics; the token opens /private/; stopped on SIGINT)"

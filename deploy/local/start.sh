@@ -17,7 +17,16 @@ mkdir -p "$logdir"
 
 "$root/deploy/local/setup.sh"
 echo "building ($profile)…" >&2
-cargo build --quiet --profile "$profile" -p origin-adapter -p shield -p edge-pop
+cargo build --quiet --profile "$profile" -p origin-adapter -p shield -p edge-pop -p cdn-admin
+
+# The bundled config.yaml names a token key pair and the tier secrets under var/: make them
+# the first time (an operator makes their own with cdn-admin and points config.yaml at them).
+if [[ $config == "$root/config.yaml" ]]; then
+    [[ -e $root/var/keys/local.pub.pem ]] || "$bindir/cdn-admin" keygen --id local --out "$root/var/keys" >/dev/null
+    for link in edge-to-shield shield-to-origin; do
+        [[ -e $root/var/secrets/$link ]] || "$bindir/cdn-admin" secret --out "$root/var/secrets/$link"
+    done
+fi
 
 # Validate once; the summary names every listener.
 summary=$("$bindir/edge-pop" --config "$config" --check)
@@ -68,8 +77,16 @@ stack is up (config: $config)
   edge metrics    http://$edge_admin/metrics   (each tier: /metrics, /healthz, /readyz)
 
 try:  curl -i http://$edge/hello.txt
-Ctrl-C stops all three.
 MSG
+if [[ -e $root/var/keys/local.key.pem && $config == "$root/config.yaml" ]]; then
+    token=$("$bindir/cdn-admin" token --key "$root/var/keys/local.key.pem" --id local \
+        --subject local --scope 'path:/private/*' --ttl 1d)
+    cat <<MSG
+auth: curl -i -H "Authorization: Bearer $token" http://$edge/private/secret.txt
+      (a token for path:/private/* valid one day; without it: 401)
+MSG
+fi
+echo "Ctrl-C stops all three."
 
 # Run until Ctrl-C, or until one of the three exits on its own.
 set +e
