@@ -283,6 +283,20 @@ pub fn list_members(
         .map(str::to_ascii_lowercase)
 }
 
+/// The `Cache-Control` a client gets for an object only some callers may have: the stored
+/// copy's directives, made `private` (without `public` and `s-maxage`), so no shared cache past
+/// the edge keeps it for other callers.
+pub fn private_to_caller(headers: &http::HeaderMap) -> String {
+    let kept = list_members(headers, http::header::CACHE_CONTROL).filter(|member| {
+        let name = member.split('=').next().unwrap_or_default().trim();
+        !matches!(name, "public" | "private" | "s-maxage")
+    });
+    std::iter::once("private".to_owned())
+        .chain(kept)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// How old a response already is on arrival (RFC 9111 §4.2.3, with no transit delay counted):
 /// its `Age`, or the time since its `Date` if that is more; at most 2^31 s (§1.2.2).
 fn initial_age(resp: &ResponseHeader, date: Option<SystemTime>, now: SystemTime) -> Duration {
@@ -406,6 +420,16 @@ mod tests {
             &decide_at(&resp(status, headers), &policy(true), false, now),
             now,
         )
+    }
+
+    #[test]
+    fn answers_to_authenticated_callers_are_private() {
+        let r = resp(
+            200,
+            &[("cache-control", "public, max-age=60, S-MAXAGE=600")],
+        );
+        assert_eq!(private_to_caller(&r.headers), "private, max-age=60");
+        assert_eq!(private_to_caller(&resp(200, &[]).headers), "private");
     }
 
     #[test]

@@ -384,6 +384,15 @@ impl ProxyHttp for TierProxy {
             // Aimed at the CDN's tiers (RFC 9213): clients never see it.
             resp.remove_header(cacheability::CDN_CACHE_CONTROL);
         }
+        if ctx
+            .admitted
+            .as_ref()
+            .is_some_and(|a| a.pass == Pass::Authenticated)
+        {
+            // Only some callers may have it: no shared cache past this tier may keep it.
+            let private = cacheability::private_to_caller(&resp.headers);
+            resp.insert_header(http::header::CACHE_CONTROL, private)?;
+        }
         let method = &session.req_header().method;
         if !method.is_safe() && (resp.status.is_success() || resp.status.is_redirection()) {
             // An unsafe method that succeeded invalidates the stored copies of its target

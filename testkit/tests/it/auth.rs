@@ -209,6 +209,11 @@ fn a_copy_is_shared_by_the_entitled_and_refused_to_everyone_else() {
     // Another caller, another credential kind: the same copy (credentials are not in the key).
     let second = request("GET", &stack.url(path), &[("authorization", &basic(&key))]);
     assert_eq!((second.status, &second.body[..]), (200, &b"plan"[..]));
+    assert_eq!(
+        second.header("cache-control"),
+        Some("private, max-age=3600"),
+        "no shared cache past the edge may keep it"
+    );
     assert!(
         second.cache_status().starts_with("edge-pop; hit"),
         "{}",
