@@ -152,6 +152,24 @@ impl Authority {
 mod tests {
     use super::*;
     use base64::Engine;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever bytes an `Authorization` header holds, the answer is a refusal (a 4xx at
+        /// the edge), never a grant and never a panic.
+        #[test]
+        fn arbitrary_authorization_is_refused(value in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let (_, public) = token::generate_key_pair().unwrap();
+            let source = Arc::new(KeySource::default());
+            source.set(KeyTable::default());
+            let authority = Authority {
+                tokens: Verifier::new([("k", public.as_bytes())]).unwrap(),
+                keys: Some(source),
+            };
+            let r = authority.check(Some(&value), Some(&Resource::Path("/p".into())), SystemTime::now());
+            prop_assert!(matches!(r, Err(Refusal::Missing | Refusal::Malformed | Refusal::Invalid(_))), "{r:?}");
+        }
+    }
     use std::time::{Duration, UNIX_EPOCH};
 
     fn now() -> SystemTime {

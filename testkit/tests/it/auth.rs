@@ -523,3 +523,32 @@ fn no_credential_reaches_a_log_line() {
         );
     }
 }
+
+#[test]
+fn arbitrary_authorization_bytes_get_a_4xx() {
+    let Fixture { stack, _root, .. } = fixture(|_| {});
+    // Header values as a client could send them (no CR or LF, which end the field), from a
+    // fixed seed so a failure repeats.
+    for seed in 0..300u64 {
+        let len = (seed as usize * 7) % 200 + 1;
+        let bytes: Vec<u8> = testkit::pattern(len, seed)
+            .into_iter()
+            .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+            .collect();
+        let value = String::from_utf8_lossy(&bytes).into_owned();
+        let prefixed = [
+            value.clone(),
+            format!("Bearer {value}"),
+            format!("Basic {value}"),
+        ];
+        for v in &prefixed {
+            let r = raw_request(
+                stack.edge,
+                "GET",
+                "/private/secret.txt",
+                &[("authorization", v)],
+            );
+            assert!(matches!(r.status, 400 | 401), "seed {seed}: {}", r.status);
+        }
+    }
+}
