@@ -136,6 +136,7 @@ fn any_port() -> Listen {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     Listen {
         traffic: loopback,
+        tls: None,
         admin: Some(loopback),
     }
 }

@@ -66,6 +66,7 @@ impl ProxyTier {
         let local = |l: &TcpListener| l.local_addr().expect("a bound listener");
         let listen = Listen {
             traffic: local(&traffic),
+            tls: None,
             admin: admin.as_ref().map(local),
         };
 
