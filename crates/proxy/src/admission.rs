@@ -8,6 +8,7 @@ use cdn_http::{HttpError, Target};
 use http::Method;
 use pingora::cache::CacheKey;
 use pingora::http::RequestHeader;
+use std::borrow::Cow;
 
 /// What one tier checks of a request beyond what every tier checks, given the route's policy.
 /// It runs on every request, hit or miss, before the cache is looked at.
@@ -23,6 +24,22 @@ impl Gate for Open {
     fn admit(&self, _req: &RequestHeader, _policy: &RoutePolicy) -> Result<(), HttpError> {
         Ok(())
     }
+}
+
+/// The request's `Host`. Over HTTP/2 a client names the authority in `:authority` (Pingora puts
+/// it in the URI) and may leave `Host` out (RFC 9113 §8.3.1): then the authority stands for it.
+/// A `Host` sent as well must still match it.
+fn host(req: &RequestHeader) -> Option<Cow<'_, http::HeaderValue>> {
+    if let Some(host) = req.headers.get(http::header::HOST) {
+        return Some(Cow::Borrowed(host));
+    }
+    if req.version != http::Version::HTTP_2 {
+        return None;
+    }
+    let authority = req.uri.authority()?;
+    http::HeaderValue::from_str(authority.as_str())
+        .ok()
+        .map(Cow::Owned)
 }
 
 /// A request this tier will serve: its canonical target, the route's policy, and what names
@@ -45,7 +62,7 @@ impl Admitted {
 
 /// The admitted request, or why this tier won't serve it.
 pub fn admit(req: &RequestHeader, routes: &Routes, gate: &dyn Gate) -> Result<Admitted, HttpError> {
-    let target = Target::parse(&req.uri, req.headers.get(http::header::HOST))?;
+    let target = Target::parse(&req.uri, host(req).as_deref())?;
     let policy = routes.policy(target.path()).ok_or(HttpError::NoRoute)?;
     let allowed = match req.method {
         Method::GET | Method::HEAD => true,
