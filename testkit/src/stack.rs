@@ -470,7 +470,29 @@ pub fn binary(tier: Tier) -> PathBuf {
             .parent()
             .expect("workspace root");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
+        let mut build = Command::new(cargo);
+        // Cargo describes the test's own package to the test process (CARGO_PKG_NAME,
+        // CARGO_MANIFEST_DIR…). Passed on, they would differ from a build started from a shell,
+        // and ring's build script reruns when they change, and so everything above it.
+        let describes_the_test = |name: &str| {
+            name.strip_prefix("CARGO_").is_some_and(|rest| {
+                let kinds = [
+                    "PKG_",
+                    "MANIFEST_",
+                    "CRATE_",
+                    "BIN_",
+                    "PRIMARY_",
+                    "TARGET_TMPDIR",
+                ];
+                kinds.iter().any(|kind| rest.starts_with(kind))
+            })
+        };
+        for (name, _) in std::env::vars_os() {
+            if describes_the_test(&name.to_string_lossy()) {
+                build.env_remove(name);
+            }
+        }
+        let status = build
             .current_dir(workspace)
             .args([
                 "build",
