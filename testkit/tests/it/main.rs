@@ -9,3 +9,4 @@ mod origin_failures;
 mod persistence;
 mod requests;
 mod three_tiers;
+mod tls;
