@@ -76,6 +76,7 @@ impl OriginAdapter {
         let local = |l: &std::net::TcpListener| l.local_addr().expect("a bound listener");
         Listen {
             traffic: local(&self.traffic),
+            tls: None,
             admin: self.admin.as_ref().map(local),
         }
     }

@@ -1,6 +1,7 @@
 //! Test harness: runs `origin-adapter`, `shield` and `edge-pop` wired together by a config
 //! written for the test, in-process or as the real binaries (`stack`), and a real
-//! S3-compatible server (s3s-fs, signature-checking) in-process. Everything listens on
+//! S3-compatible server (s3s-fs, signature-checking) in-process, and certificates made on the
+//! spot for the edge's TLS listener (`tls`). Everything listens on
 //! `127.0.0.1` port 0 and reports the port it got: nothing is bound to find a free port.
 //!
 //! Nothing here sleeps to synchronise: waits poll a condition with a deadline
@@ -9,10 +10,12 @@
 mod s3;
 pub mod scripted;
 pub mod stack;
+pub mod tls;
 
 pub use s3::S3Server;
 pub use scripted::{Canned, ScriptedOrigin, Seen};
-pub use stack::{Backend, Mode, Stack, StackOptions, Tier};
+pub use stack::{Backend, EdgeTls, Mode, Stack, StackOptions, Tier};
+pub use tls::{TestCa, TlsFiles};
 
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};

@@ -8,6 +8,7 @@
 //! again (after `stop` or `restart`) comes back on the ports it had, so the tiers in front of
 //! it need no new config.
 
+use crate::tls::TlsFiles;
 use crate::{eventually, S3Server};
 use cdn_config::{Config, Listen};
 use std::net::SocketAddr;
@@ -81,6 +82,26 @@ pub struct StackOptions {
     pub entitlements_negative_ttl: &'static str,
     /// Whether the tiers require their secrets (`trust`).
     pub trust: bool,
+    /// A TLS listener on the edge (and on every extra edge), serving these certificates.
+    pub tls: Option<EdgeTls>,
+}
+
+/// The edge's `tls` section: its certificates, in order (the first is the default).
+#[derive(Debug, Clone)]
+pub struct EdgeTls {
+    pub certificates: Vec<TlsFiles>,
+    /// ALPN offers HTTP/2 besides HTTP/1.1.
+    pub http2: bool,
+}
+
+impl EdgeTls {
+    /// These certificates, with HTTP/2 offered.
+    pub fn new(certificates: Vec<TlsFiles>) -> EdgeTls {
+        EdgeTls {
+            certificates,
+            http2: true,
+        }
+    }
 }
 
 /// The token key ids every stack makes a key pair for.
@@ -105,6 +126,7 @@ impl StackOptions {
             entitlements_ttl: "5m",
             entitlements_negative_ttl: "30s",
             trust: true,
+            tls: None,
         }
     }
 
@@ -122,6 +144,8 @@ pub struct Stack {
     pub origin: SocketAddr,
     pub shield: SocketAddr,
     pub edge: SocketAddr,
+    /// The edge's TLS listener, when `StackOptions::tls` asked for one.
+    pub edge_tls: Option<SocketAddr>,
     /// Admin listeners (`/metrics`, `/healthz`, `/readyz`) of the origin, shield and edge.
     pub origin_admin: SocketAddr,
     pub shield_admin: SocketAddr,
@@ -157,6 +181,7 @@ fn any_port() -> Listen {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     Listen {
         traffic: loopback,
+        tls: None,
         admin: Some(loopback),
     }
 }
@@ -181,6 +206,7 @@ impl Stack {
             origin: unbound,
             shield: unbound,
             edge: unbound,
+            edge_tls: None,
             origin_admin: unbound,
             shield_admin: unbound,
             edge_admin: unbound,
@@ -189,7 +215,7 @@ impl Stack {
         let mut wiring = Wiring {
             origin: any_port(),
             shield: any_port(),
-            edge: any_port(),
+            edge: stack.edge_any_port(),
         };
         wiring.origin = stack.add(Tier::Origin, "origin", wiring);
         wiring.shield = stack.add(Tier::Shield, "shield", wiring);
@@ -198,7 +224,17 @@ impl Stack {
         (stack.origin, stack.origin_admin) = (wiring.origin.traffic, admin(wiring.origin));
         (stack.shield, stack.shield_admin) = (wiring.shield.traffic, admin(wiring.shield));
         (stack.edge, stack.edge_admin) = (wiring.edge.traffic, admin(wiring.edge));
+        stack.edge_tls = wiring.edge.tls;
         stack
+    }
+
+    /// Where a new edge listens: any port, with a TLS listener if the options ask for one.
+    fn edge_any_port(&self) -> Listen {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        Listen {
+            tls: self.options.tls.as_ref().map(|_| loopback),
+            ..any_port()
+        }
     }
 
     /// Starts one more edge-pop in front of the same shield, with an empty cache; returns its
@@ -209,7 +245,7 @@ impl Stack {
         let wiring = Wiring {
             origin: self.listen_of("origin"),
             shield: self.listen_of("shield"),
-            edge: any_port(),
+            edge: self.edge_any_port(),
         };
         self.add(Tier::Edge, &name, wiring).traffic
     }
@@ -435,6 +471,23 @@ impl Stack {
             None => String::new(),
         };
         let admin = |l: Listen| l.admin.expect("an admin listener");
+        let edge_tls = match (&o.tls, w.edge.tls) {
+            (Some(tls), Some(listen)) => {
+                let mut text = format!(
+                    "  tls:\n    listen: {listen}\n    http2: {}\n    certificates:\n",
+                    tls.http2
+                );
+                for files in &tls.certificates {
+                    text += &format!(
+                        "      - cert: {}\n        key: {}\n",
+                        files.cert.display(),
+                        files.key.display()
+                    );
+                }
+                text
+            }
+            _ => String::new(),
+        };
         // Only the edge being started reads the edge section: it names its own cache.
         let edge_cache = if name.starts_with("edge") {
             name
@@ -444,7 +497,7 @@ impl Stack {
         format!(
             "origin:\n  listen: {origin}\n  admin: {origin_admin}\n  timeout: {timeout}\n  backend:\n{backend}\
              shield:\n  listen: {shield}\n  admin: {shield_admin}\n  origin: {shield_upstream}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{shield_disk}\
-             edge:\n  listen: {edge}\n  admin: {edge_admin}\n  shields: [{shield}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
+             edge:\n  listen: {edge}\n  admin: {edge_admin}\n{edge_tls}  shields: [{shield}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
              logging:\n  format: {log_format}\n\
              auth:\n  token_keys:\n{token_keys}{api_keys}\
              {trust}\
@@ -566,7 +619,29 @@ pub fn binary(tier: Tier) -> PathBuf {
             .parent()
             .expect("workspace root");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
+        let mut build = Command::new(cargo);
+        // Cargo describes the test's own package to the test process (CARGO_PKG_NAME,
+        // CARGO_MANIFEST_DIR…). Passed on, they would differ from a build started from a shell,
+        // and ring's build script reruns when they change, and so everything above it.
+        let describes_the_test = |name: &str| {
+            name.strip_prefix("CARGO_").is_some_and(|rest| {
+                let kinds = [
+                    "PKG_",
+                    "MANIFEST_",
+                    "CRATE_",
+                    "BIN_",
+                    "PRIMARY_",
+                    "TARGET_TMPDIR",
+                ];
+                kinds.iter().any(|kind| rest.starts_with(kind))
+            })
+        };
+        for (name, _) in std::env::vars_os() {
+            if describes_the_test(&name.to_string_lossy()) {
+                build.env_remove(name);
+            }
+        }
+        let status = build
             .current_dir(workspace)
             .args([
                 "build",

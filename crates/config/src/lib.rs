@@ -97,18 +97,22 @@ pub struct S3Backend {
     pub prefix: String,
 }
 
-/// Where a tier listens: its traffic, and its admin listener (`/metrics`, `/healthz`,
-/// `/readyz`) if any. Port 0 means any free port; a started tier reports the ports it got in
-/// the same type.
+/// Where a tier listens: its traffic, its TLS listener if any (the edge's HTTPS), and its
+/// admin listener (`/metrics`, `/healthz`, `/readyz`) if any. Port 0 means any free port; a
+/// started tier reports the ports it got in the same type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Listen {
     pub traffic: SocketAddr,
+    pub tls: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
 }
 
 impl std::fmt::Display for Listen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.traffic)?;
+        if let Some(tls) = self.tls {
+            write!(f, ", tls {tls}")?;
+        }
         match self.admin {
             Some(admin) => write!(f, ", admin {admin}"),
             None => write!(f, ", no admin"),
@@ -119,12 +123,22 @@ impl std::fmt::Display for Listen {
 impl std::str::FromStr for Listen {
     type Err = String;
 
-    /// Reads back what `Display` writes (`127.0.0.1:8080, admin 127.0.0.1:9180`).
+    /// Reads back what `Display` writes (`127.0.0.1:8080, admin 127.0.0.1:9180`, or with TLS
+    /// `127.0.0.1:8080, tls 127.0.0.1:8443, admin 127.0.0.1:9180`).
     fn from_str(s: &str) -> Result<Listen, String> {
         let bad = || format!("not a listen line: {s:?}");
-        let (traffic, admin) = s.split_once(", ").ok_or_else(bad)?;
-        let traffic = traffic.trim().parse().map_err(|_| bad())?;
-        let admin = match admin.trim() {
+        let mut parts = s.split(", ").map(str::trim);
+        let traffic = parts.next().and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+        let mut next = parts.next().ok_or_else(bad)?;
+        let tls = match next.strip_prefix("tls ") {
+            Some(tls) => {
+                let tls = tls.parse().map_err(|_| bad())?;
+                next = parts.next().ok_or_else(bad)?;
+                Some(tls)
+            }
+            None => None,
+        };
+        let admin = match next {
             "no admin" => None,
             other => Some(
                 other
@@ -133,14 +147,44 @@ impl std::str::FromStr for Listen {
                     .ok_or_else(bad)?,
             ),
         };
-        Ok(Listen { traffic, admin })
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Listen {
+            traffic,
+            tls,
+            admin,
+        })
     }
+}
+
+/// TLS on a tier's TLS listener (`Listen::tls`): which certificates it serves and which
+/// protocols it offers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// One per set of names, in the file's order: a client's SNI picks the one whose own names
+    /// cover it, and the first answers a client that sends no name or an unknown one.
+    pub certificates: Vec<CertificateFiles>,
+    /// ALPN offers `h2` before `http/1.1`; otherwise `http/1.1` only.
+    pub http2: bool,
+}
+
+/// A certificate and its key, as PEM files (paths already made absolute against the config
+/// file's folder). They are read when the tier starts and again on every reload, not when the
+/// config is loaded: the one config file is shared by tiers that may not have them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Settings of one caching proxy tier (the shield or the edge).
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
     pub listen: Listen,
+    /// TLS on `listen.tls` (the edge only; set exactly when `listen.tls` is).
+    pub tls: Option<TlsConfig>,
     /// Keep a request id the client sent (edge only; a shield always keeps its edge's).
     pub trust_request_id: bool,
     /// Where misses go, in order of preference.
@@ -314,8 +358,16 @@ impl Config {
                 s3.endpoint.as_deref().unwrap_or("AWS")
             ),
         };
+        let edge_tls = match (self.edge.listen.tls, &self.edge.tls) {
+            (Some(addr), Some(tls)) => format!(
+                " + tls {addr} ({} certificate(s){})",
+                tls.certificates.len(),
+                if tls.http2 { ", h2" } else { "" }
+            ),
+            _ => String::new(),
+        };
         format!(
-            "{}: ok: origin-adapter {} ({backend}); shield {} -> {}, memory {}; edge {} -> {} shield(s), memory {}; {} route(s); admin: origin {}, shield {}, edge {}",
+            "{}: ok: origin-adapter {} ({backend}); shield {} -> {}, memory {}; edge {}{edge_tls} -> {} shield(s), memory {}; {} route(s); admin: origin {}, shield {}, edge {}",
             self.source.display(),
             self.origin.listen.traffic,
             self.shield.listen.traffic,

@@ -154,6 +154,8 @@ pub(super) struct Edge {
     pub listen: SocketAddr,
     /// Admin listener: `/metrics`, `/healthz`, `/readyz`. Omit to serve none.
     pub admin: Option<SocketAddr>,
+    /// A TLS listener (HTTPS) besides the plain one. Omit to serve plain HTTP only.
+    pub tls: Option<Tls>,
     /// Keep an `X-Request-Id` that clients send (only behind a load balancer that sets it).
     #[serde(default)]
     pub trust_request_id: bool,
@@ -171,6 +173,29 @@ pub(super) struct Edge {
     /// How long a stop waits for requests in flight.
     #[serde(default = "default_grace")]
     pub grace_period: Dur,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Tls {
+    /// Address the TLS listener binds.
+    pub listen: SocketAddr,
+    /// The certificates served, one per set of names. A client's SNI picks the certificate whose
+    /// own names (subjectAltName) cover it; the first is served to a client that sends no name,
+    /// or one no certificate covers. Reloaded on SIGHUP and when a file changes.
+    pub certificates: Vec<Certificate>,
+    /// Offer HTTP/2 by ALPN besides HTTP/1.1; false: HTTP/1.1 only.
+    #[serde(default = "yes")]
+    pub http2: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Certificate {
+    /// PEM file: the certificate, then any intermediates (leaf first).
+    pub cert: PathBuf,
+    /// PEM file: its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 #[derive(Deserialize)]

@@ -172,12 +172,114 @@ fn listen_lines_read_back() {
     for line in [
         "127.0.0.1:8080, admin 127.0.0.1:9180",
         "[::1]:443, no admin",
+        "127.0.0.1:8080, tls 127.0.0.1:8443, admin 127.0.0.1:9180",
+        "127.0.0.1:8080, tls [::1]:8443, no admin",
     ] {
         let listen: Listen = line.parse().unwrap();
         assert_eq!(listen.to_string(), line);
     }
-    assert!("127.0.0.1:8080".parse::<Listen>().is_err());
-    assert!("127.0.0.1:8080, admin nowhere".parse::<Listen>().is_err());
+    let with_tls: Listen = "127.0.0.1:80, tls 127.0.0.1:443, no admin".parse().unwrap();
+    assert_eq!(with_tls.tls, Some("127.0.0.1:443".parse().unwrap()));
+    for bad in [
+        "127.0.0.1:8080",
+        "127.0.0.1:8080, admin nowhere",
+        "127.0.0.1:8080, tls nowhere, no admin",
+        "127.0.0.1:8080, tls 127.0.0.1:8443",
+        "127.0.0.1:8080, no admin, tls 127.0.0.1:8443",
+    ] {
+        assert!(bad.parse::<Listen>().is_err(), "{bad}");
+    }
+}
+
+/// The edge's `tls` section, inserted after its `shields` line.
+fn with_edge_tls(tls: &str) -> String {
+    let at = "  shields: [127.0.0.1:8081]\n";
+    assert!(GOOD.contains(at));
+    GOOD.replacen(at, &format!("{at}{tls}"), 1)
+}
+
+#[test]
+fn edge_tls_section() {
+    let c = Config::parse(Path::new("/etc/cdn/config.yaml"), GOOD).unwrap();
+    assert_eq!(
+        (c.edge.listen.tls, &c.edge.tls),
+        (None, &None),
+        "off unless set"
+    );
+    let text = with_edge_tls(
+        "  tls:\n    listen: 127.0.0.1:8443\n    certificates:\n      - cert: certs/a.pem\n        key: certs/a.key\n      - cert: /abs/b.pem\n        key: /abs/b.key\n",
+    );
+    let c = Config::parse(Path::new("/etc/cdn/config.yaml"), &text).unwrap();
+    assert_eq!(c.edge.listen.tls, Some("127.0.0.1:8443".parse().unwrap()));
+    let tls = c.edge.tls.as_ref().unwrap();
+    assert!(tls.http2, "HTTP/2 by default");
+    assert_eq!(
+        tls.certificates,
+        vec![
+            CertificateFiles {
+                cert: "/etc/cdn/certs/a.pem".into(),
+                key: "/etc/cdn/certs/a.key".into(),
+            },
+            CertificateFiles {
+                cert: "/abs/b.pem".into(),
+                key: "/abs/b.key".into(),
+            },
+        ],
+        "relative paths resolve against the config file's folder"
+    );
+    assert!(c
+        .summary()
+        .contains("edge 127.0.0.1:8080 + tls 127.0.0.1:8443 (2 certificate(s), h2)"));
+    assert_eq!((c.shield.listen.tls, &c.shield.tls), (None, &None));
+
+    let h1 = with_edge_tls(
+        "  tls:\n    listen: 127.0.0.1:8443\n    http2: false\n    certificates:\n      - cert: a.pem\n        key: a.key\n",
+    );
+    let c = Config::parse(Path::new("/etc/cdn/config.yaml"), &h1).unwrap();
+    assert!(!c.edge.tls.unwrap().http2);
+}
+
+#[test]
+fn edge_tls_mistakes_name_line_and_field() {
+    let check_tls = |tls: &str, line: usize, field: &str, message: &str| {
+        let text = with_edge_tls(tls);
+        let err = Config::parse(Path::new("/etc/cdn/config.yaml"), &text).unwrap_err();
+        let shown = err.to_string();
+        assert_eq!(err.position.map(|p| p.0), Some(line), "line of: {shown}");
+        assert_eq!(err.field.as_deref(), Some(field), "field of: {shown}");
+        assert!(err.message.contains(message), "message of: {shown}");
+    };
+    // The tls section starts on line 14.
+    check_tls(
+        "  tls:\n    listen: 127.0.0.1:8443\n    certificates: []\n",
+        16,
+        "edge.tls.certificates",
+        "at least one certificate",
+    );
+    check_tls(
+        "  tls:\n    listen: 127.0.0.1:8081\n    certificates:\n      - cert: a.pem\n        key: a.key\n",
+        15,
+        "edge.tls.listen",
+        "already used by `shield.listen`",
+    );
+    check_tls(
+        "  tls:\n    listen: 127.0.0.1:8443\n    certificates:\n      - cert: a.pem\n",
+        17,
+        "edge.tls.certificates[0]",
+        "missing field `key`",
+    );
+    check_tls(
+        "  tls:\n    listen: 127.0.0.1:8443\n    certificates:\n      - cert: a.pem\n        key: a.key\n        chain: c.pem\n",
+        19,
+        "edge.tls.certificates[0].chain",
+        "unknown field `chain`",
+    );
+    check_tls(
+        "  tls:\n    listen: 127.0.0.1:8443\n    http2: maybe\n    certificates:\n      - cert: a.pem\n        key: a.key\n",
+        16,
+        "edge.tls.http2",
+        "invalid",
+    );
 }
 
 #[test]

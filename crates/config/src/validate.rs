@@ -4,9 +4,9 @@
 use crate::error::{locate, ConfigError};
 use crate::units::ByteSize;
 use crate::{
-    raw, ApiKeysConfig, AuthConfig, Backend, CacheConfig, Config, DiskConfig, Heuristic, Listen,
-    Naming, OriginConfig, ProxyConfig, QueryPolicy, RateLimit, Route, RoutePolicy, Routes,
-    S3Backend, TokenKey, TrustConfig,
+    raw, ApiKeysConfig, AuthConfig, Backend, CacheConfig, CertificateFiles, Config, DiskConfig,
+    Heuristic, Listen, Naming, OriginConfig, ProxyConfig, QueryPolicy, RateLimit, Route,
+    RoutePolicy, Routes, S3Backend, TlsConfig, TokenKey, TrustConfig,
 };
 use std::path::Path;
 
@@ -70,6 +70,7 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
     let origin = OriginConfig {
         listen: Listen {
             traffic: file.origin.listen,
+            tls: None,
             admin: file.origin.admin,
         },
         backend,
@@ -131,8 +132,10 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
     let shield = ProxyConfig {
         listen: Listen {
             traffic: s.listen,
+            tls: None,
             admin: s.admin,
         },
+        tls: None,
         trust_request_id: true,
         upstreams: vec![s.origin],
         cache: cache("shield", s.cache)?,
@@ -145,11 +148,40 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
     if e.shields.is_empty() {
         return Err(fail("edge.shields", "list at least one shield".into()));
     }
+    let edge_tls = match e.tls {
+        None => None,
+        Some(tls) => {
+            if tls.certificates.is_empty() {
+                return Err(fail(
+                    "edge.tls.certificates",
+                    "list at least one certificate (`cert` and `key` files)".into(),
+                ));
+            }
+            let certificates = tls
+                .certificates
+                .into_iter()
+                .map(|c| CertificateFiles {
+                    cert: absolute(&c.cert),
+                    key: absolute(&c.key),
+                })
+                .collect();
+            Some((
+                tls.listen,
+                TlsConfig {
+                    certificates,
+                    http2: tls.http2,
+                },
+            ))
+        }
+    };
+    let (edge_tls_listen, edge_tls) = edge_tls.unzip();
     let edge = ProxyConfig {
         listen: Listen {
             traffic: e.listen,
+            tls: edge_tls_listen,
             admin: e.admin,
         },
+        tls: edge_tls,
         trust_request_id: e.trust_request_id,
         upstreams: e.shields,
         cache: cache("edge", e.cache)?,
@@ -164,6 +196,7 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
         ("shield.listen", shield.listen.traffic),
         ("edge.listen", edge.listen.traffic),
     ];
+    listeners.extend(edge.listen.tls.map(|a| ("edge.tls.listen", a)));
     for (field, admin) in [
         ("origin.admin", origin.listen.admin),
         ("shield.admin", shield.listen.admin),

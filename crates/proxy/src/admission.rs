@@ -9,6 +9,7 @@ use cdn_http::{trust, HttpError, Secret, Target};
 use http::Method;
 use pingora::cache::CacheKey;
 use pingora::http::RequestHeader;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// What a gate sees of a request: the request, its canonical target, the route that covers it
@@ -71,6 +72,22 @@ impl TierTrust {
     }
 }
 
+/// The request's `Host`. Over HTTP/2 a client names the authority in `:authority` (Pingora puts
+/// it in the URI) and may leave `Host` out (RFC 9113 §8.3.1): then the authority stands for it.
+/// A `Host` sent as well must still match it.
+fn host(req: &RequestHeader) -> Option<Cow<'_, http::HeaderValue>> {
+    if let Some(host) = req.headers.get(http::header::HOST) {
+        return Some(Cow::Borrowed(host));
+    }
+    if req.version != http::Version::HTTP_2 {
+        return None;
+    }
+    let authority = req.uri.authority()?;
+    http::HeaderValue::from_str(authority.as_str())
+        .ok()
+        .map(Cow::Owned)
+}
+
 /// A request this tier will serve: its canonical target, the route's policy, and what names
 /// the object (the cache key, and the path and query sent upstream).
 #[derive(Debug, Clone)]
@@ -97,7 +114,7 @@ pub fn admit(
     routes: &Routes,
     gate: &dyn Gate,
 ) -> Result<Admitted, HttpError> {
-    let target = Target::parse(&req.uri, req.headers.get(http::header::HOST))?;
+    let target = Target::parse(&req.uri, host(req).as_deref())?;
     let (route_index, route) = routes.find(target.path()).ok_or(HttpError::NoRoute)?;
     let policy = &route.policy;
     let allowed = match req.method {

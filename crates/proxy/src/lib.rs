@@ -15,6 +15,9 @@
 //! | `fail_to_proxy` | `respond` (the error's status and body, from `cdn_http::HttpError`) |
 //! | `logging` | `outcome`, then `cdn_observe::access` (metrics and one access-log line) |
 //!
+//! A tier with a TLS listener (the edge's HTTPS) serves certificates picked by SNI and reloads
+//! them on SIGHUP or when their files change (`tls`).
+//!
 //! What only one tier does is not here: a binary hands its `Gate` in (the edge's auth).
 //! This crate never talks to object storage: its upstream is HTTP.
 
@@ -26,12 +29,14 @@ mod phases;
 mod respond;
 mod storage;
 mod tier;
+mod tls;
 mod upstream;
 
 pub use admission::{Asking, Gate, Open, Pass, TierTrust};
 pub use pingora::server::ShutdownWatch;
 pub use pingora::services::background::BackgroundService;
 pub use tier::{tier_trust, ProxyTier, RunningTier, StartError};
+pub use tls::{CertError, CertErrorKind, Part};
 
 pub use cdn_config::{Route, RoutePolicy};
 /// What a gate sees of a request, and what it refuses with.

@@ -4,6 +4,10 @@
 //! (`run`: Pingora's server until SIGTERM, gracefully within the grace period, or SIGINT, at
 //! once) or on threads of its own inside a process that goes on (`spawn`, for tests).
 //!
+//! With a TLS listener (the edge's HTTPS), `build` also reads and checks its certificates
+//! (`tls`), so a bad file is a start-up error. Every tier installs its SIGHUP handler here,
+//! before it says it listens: SIGHUP reloads the certificates and never ends the process.
+//!
 //! Pingora binds listeners itself when its services start, from an address, unless its table
 //! of listening sockets (by address) already holds one: that is how a graceful upgrade hands
 //! sockets to the new process. Each service here puts the socket bound for it into that table
@@ -13,6 +17,7 @@ use crate::admin::ProxyAdmin;
 use crate::admission::{Gate, TierTrust};
 use crate::phases::TierProxy;
 use crate::storage;
+use crate::tls::{CertError, Hangup, Reloader, TlsListener};
 use async_trait::async_trait;
 use cdn_cache::HybridStorage;
 use cdn_config::{Config, Listen, ProxyConfig, Routes};
@@ -21,7 +26,7 @@ use cdn_observe::{Metrics, Tier};
 use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
 use pingora::server::{Fds, ListenFds, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
-use pingora::services::background::BackgroundService;
+use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::Service;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::IntoRawFd;
@@ -41,6 +46,15 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// A certificate or key file of the TLS listener; `section` is the tier's config section.
+    #[error("bad TLS certificate: field `{section}.{}` ({}): {}", .error.field(), .error.path.display(), .error.kind)]
+    Tls {
+        section: &'static str,
+        #[source]
+        error: CertError,
+    },
+    #[error("cannot install the SIGHUP handler: {0}")]
+    Signal(#[source] std::io::Error),
 }
 
 /// A tier built and bound, not yet serving.
@@ -61,6 +75,23 @@ impl ProxyTier {
         gate: impl Gate,
         trust: TierTrust,
     ) -> Result<ProxyTier, StartError> {
+        let hangup = Hangup::install().map_err(StartError::Signal)?;
+        // Certificates first: they are quick to check, the disk index may not be.
+        let tls = match (settings.listen.tls, &settings.tls) {
+            (Some(addr), Some(config)) => {
+                let tls = TlsListener::load(config).map_err(|error| StartError::Tls {
+                    section: tier.label(),
+                    error,
+                })?;
+                tracing::info!(
+                    tier = tier.name(),
+                    names = %tls.describe(),
+                    "TLS certificates loaded"
+                );
+                Some((addr, tls))
+            }
+            _ => None,
+        };
         let storage = storage::open(&settings.cache).map_err(StartError::Cache)?;
         // Non-blocking, as the async listener Pingora makes of it needs.
         let bind = |addr: SocketAddr| {
@@ -69,10 +100,12 @@ impl ProxyTier {
                 .map_err(|source| StartError::Listen { addr, source })
         };
         let traffic = bind(settings.listen.traffic)?;
+        let secure = tls.as_ref().map(|(addr, _)| bind(*addr)).transpose()?;
         let admin = settings.listen.admin.map(bind).transpose()?;
         let local = |l: &TcpListener| l.local_addr().expect("a bound listener");
         let listen = Listen {
             traffic: local(&traffic),
+            tls: secure.as_ref().map(local),
             admin: admin.as_ref().map(local),
         };
 
@@ -101,10 +134,17 @@ impl ProxyTier {
         let mut service =
             pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, tier.name());
         service.add_tcp(&listen.traffic.to_string());
+        if let (Some(addr), Some((_, tls))) = (listen.tls, &tls) {
+            service.add_tls_with_settings(&addr.to_string(), None, tls.settings());
+        }
         server.add_service(PreBound {
             inner: service,
-            socket: Some(traffic),
+            sockets: [Some(traffic), secure].into_iter().flatten().collect(),
         });
+        server.add_service(background_service(
+            &format!("{} reload", tier.name()),
+            Reloader::new(tier, hangup, tls.as_ref().map(|(_, tls)| tls)),
+        ));
         if let (Some(admin), Some(socket)) = (listen.admin, admin) {
             let app = ProxyAdmin {
                 metrics,
@@ -116,7 +156,7 @@ impl ProxyTier {
             service.add_tcp(&admin.to_string());
             server.add_service(PreBound {
                 inner: service,
-                socket: Some(socket),
+                sockets: vec![socket],
             });
         }
         tracing::info!(
@@ -140,10 +180,7 @@ impl ProxyTier {
         name: &str,
         task: T,
     ) {
-        self.server
-            .add_service(pingora::services::background::background_service(
-                name, task,
-            ));
+        self.server.add_service(background_service(name, task));
     }
 
     /// Where the tier listens, with the ports it got.
@@ -153,7 +190,7 @@ impl ProxyTier {
 
     /// Serves as the process: until SIGTERM (requests in flight finish within the grace
     /// period), SIGINT (at once) or SIGQUIT (a graceful upgrade: the listening sockets go to
-    /// the new process).
+    /// the new process). SIGHUP reloads the TLS certificates.
     pub fn run(self) {
         self.server.run(RunArgs::default());
     }
@@ -253,12 +290,12 @@ impl ShutdownSignalWatch for StopSignal {
     }
 }
 
-/// A Pingora service whose listening socket was bound before it starts: it puts the socket in
-/// the server's table under its address as it starts, so Pingora serves on it instead of
+/// A Pingora service whose listening sockets were bound before it starts: it puts each in the
+/// server's table under its address as it starts, so Pingora serves on them instead of
 /// binding (a socket already there, handed over by a graceful upgrade, is kept instead).
 struct PreBound<S> {
     inner: S,
-    socket: Option<TcpListener>,
+    sockets: Vec<TcpListener>,
 }
 
 #[async_trait]
@@ -270,7 +307,7 @@ impl<S: Service> Service for PreBound<S> {
         listeners_per_fd: usize,
     ) {
         let table = fds.unwrap_or_else(|| Arc::new(parking_lot::Mutex::new(Fds::new())));
-        if let Some(socket) = self.socket.take() {
+        for socket in self.sockets.drain(..) {
             let addr = socket.local_addr().expect("a bound listener").to_string();
             let mut table = table.lock();
             if table.get(&addr).is_none() {

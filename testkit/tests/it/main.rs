@@ -10,3 +10,4 @@ mod origin_failures;
 mod persistence;
 mod requests;
 mod three_tiers;
+mod tls;
