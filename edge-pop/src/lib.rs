@@ -55,7 +55,7 @@ pub fn build(config: &Config) -> Result<ProxyTier, StartError> {
                 }
             };
             EdgeGate::new(
-                Authority { tokens, keys },
+                Authority::new(tokens, keys),
                 limits,
                 auth.realm.clone(),
                 auth.api_keys.as_ref().map(|k| k.document.clone()),

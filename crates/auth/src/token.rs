@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// Clock skew allowed on `exp` and `nbf`, in seconds.
-const LEEWAY_SECS: u64 = 30;
+pub(crate) const LEEWAY_SECS: u64 = 30;
 
 /// A token's claims as the edge uses them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
