@@ -22,7 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = Path(__file__).resolve().parent
-BIN = ROOT / "target" / "release"
+# Where cargo put the release binaries: CARGO_TARGET_DIR when set (relative to the workspace,
+# as cargo reads it from run.sh), else the workspace's own target/.
+BIN = ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "release"
 
 PORTS = {
     "origin": 19000, "delay": 19001,
