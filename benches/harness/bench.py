@@ -671,7 +671,7 @@ def auth_tls_lines(results, a, tls_ok):
     lines = [
         "## Auth and TLS",
         "",
-        f"Medians of {a.runs} run(s), with the spread (min–max) in brackets; the systems of each "
+        f"Medians of {a.runs} run(s), with the spread (min–max) in parentheses; the systems of each "
         "table alternate run by run (in order, then reversed). Load: `wrk -t1 -c64` pinned to CPU 1 "
         "with `taskset`; the servers run 2 threads unpinned on both cores. Ratios above 1 are better "
         "for req/s and MB/s, below 1 for latency.",
