@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building the workspace needs beyond the Rust toolchain: cmake (libz-ng-sys,
 # under pingora) and a C compiler; with --tests also promtool (Debian's prometheus package),
-# which the tests run; with --bench also nginx, varnish and wrk, which benches/run.sh runs.
+# which the tests run; with --bench also nginx, varnish, wrk and openssl (the HTTPS rows'
+# certificate), which benches/run.sh runs.
 # Safe to run again; does nothing when all is present.
 set -euo pipefail
 
@@ -19,6 +20,7 @@ case ${1:-} in
         command -v varnishd >/dev/null || missing+=(varnish)
         command -v wrk >/dev/null || missing+=(wrk)
         command -v taskset >/dev/null || missing+=(util-linux)
+        command -v openssl >/dev/null || missing+=(openssl)
         command -v python3 >/dev/null || missing+=(python3) ;;
 esac
 if ((${#missing[@]})); then
