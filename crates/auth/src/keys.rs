@@ -24,6 +24,9 @@ pub struct Entitlement {
     pub subject: String,
     pub scopes: Vec<String>,
     pub expires: Option<SystemTime>,
+    /// What per-key limits count by: a name for the key that is not the key (`k:` and the
+    /// first half of its hash, in hex).
+    pub limit_key: String,
 }
 
 /// The entitlement document, indexed by key hash.
@@ -75,6 +78,7 @@ impl KeyTable {
                     subject: entry.subject,
                     scopes: entry.scopes,
                     expires,
+                    limit_key: format!("k:{}", hex(&hash[..16])),
                 },
             );
         }
@@ -97,7 +101,11 @@ impl KeyTable {
 
 /// The hash under which a key is listed, as the document writes it (lower-case hex).
 pub fn hash_key(key: &str) -> String {
-    digest(key).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&digest(key))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A new random API key (32 random bytes, base64url, after `KEY_PREFIX`).

@@ -100,7 +100,15 @@ pub struct Authority {
     /// Tokens whose signature already verified, by the token itself, so a client presenting
     /// the same token again costs a lookup rather than a signature check. Each still expires
     /// at its own `exp`; the configured keys do not change while the process runs.
-    verified: moka::sync::Cache<String, Arc<Claims>>,
+    verified: moka::sync::Cache<String, Arc<VerifiedToken>>,
+}
+
+/// What a verified token grants, worked out once when its signature is checked.
+#[derive(Debug)]
+struct VerifiedToken {
+    grant: Grant,
+    scopes: Vec<String>,
+    exp: u64,
 }
 
 /// Bytes of tokens remembered as verified (token lengths, plus a little per entry).
@@ -118,7 +126,7 @@ impl Authority {
     pub fn new(tokens: Verifier, keys: Option<Arc<KeySource>>) -> Authority {
         let verified = moka::sync::Cache::builder()
             .max_capacity(VERIFIED_BYTES)
-            .weigher(|token: &String, _: &Arc<Claims>| {
+            .weigher(|token: &String, _: &Arc<VerifiedToken>| {
                 u32::try_from(token.len())
                     .unwrap_or(u32::MAX)
                     .saturating_add(64)
@@ -132,22 +140,35 @@ impl Authority {
         }
     }
 
-    /// A token's claims: remembered if it verified before and has not expired since, else
+    /// What a token grants: remembered if it verified before and has not expired since, else
     /// verified now (and remembered if it is good).
-    fn token_claims(&self, token: &str, now: SystemTime) -> Result<Arc<Claims>, token::Rejected> {
+    fn token(&self, token: &str, now: SystemTime) -> Result<Arc<VerifiedToken>, Refusal> {
         let now_secs = now
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        if let Some(claims) = self.verified.get(token) {
-            if claims.exp.saturating_add(token::LEEWAY_SECS) >= now_secs {
-                return Ok(claims);
+        if let Some(verified) = self.verified.get(token) {
+            if verified.exp.saturating_add(token::LEEWAY_SECS) >= now_secs {
+                return Ok(verified);
             }
             self.verified.invalidate(token);
-            return Err(token::Rejected::Expired);
+            return Err(Refusal::Invalid(Invalid::Expired));
         }
-        let claims = Arc::new(self.tokens.verify(token)?);
-        self.verified.insert(token.to_owned(), claims.clone());
-        Ok(claims)
+        let claims = self.tokens.verify(token).map_err(|e| match e {
+            token::Rejected::Malformed => Refusal::Malformed,
+            token::Rejected::UnknownKeyId => Refusal::Invalid(Invalid::UnknownKeyId),
+            token::Rejected::BadSignature => Refusal::Invalid(Invalid::BadSignature),
+            token::Rejected::Expired => Refusal::Invalid(Invalid::Expired),
+        })?;
+        let verified = Arc::new(VerifiedToken {
+            scopes: claims.scopes(),
+            exp: claims.exp,
+            grant: Grant {
+                limit_key: format!("t:{}", claims.sub),
+                subject: claims.sub,
+            },
+        });
+        self.verified.insert(token.to_owned(), verified.clone());
+        Ok(verified)
     }
 
     /// Whether a request with this `Authorization` value (raw bytes, if any) may have
@@ -160,41 +181,32 @@ impl Authority {
     ) -> Result<Grant, Refusal> {
         let value = authorization.ok_or(Refusal::Missing)?;
         let credential = credential::parse(value).map_err(|_| Refusal::Malformed)?;
-        let (grant, scopes) = if token::looks_like(&credential.0) {
-            let claims = self.token_claims(&credential.0, now).map_err(|e| match e {
-                token::Rejected::Malformed => Refusal::Malformed,
-                token::Rejected::UnknownKeyId => Refusal::Invalid(Invalid::UnknownKeyId),
-                token::Rejected::BadSignature => Refusal::Invalid(Invalid::BadSignature),
-                token::Rejected::Expired => Refusal::Invalid(Invalid::Expired),
-            })?;
-            let scopes = claims.scopes();
-            let grant = Grant {
-                limit_key: format!("t:{}", claims.sub),
-                subject: claims.sub.clone(),
-            };
-            (grant, scopes)
-        } else {
-            let source = self
-                .keys
-                .as_ref()
-                .ok_or(Refusal::Invalid(Invalid::UnknownKey))?;
-            let table = source.get().ok_or(Refusal::NotLoaded)?;
-            let entitlement = table
-                .lookup(&credential.0)
-                .ok_or(Refusal::Invalid(Invalid::UnknownKey))?;
-            if entitlement.expires.is_some_and(|at| at <= now) {
-                return Err(Refusal::Invalid(Invalid::Expired));
+        let in_scope = |scopes: &[String]| resource.is_some_and(|r| r.allowed_by(scopes));
+        if token::looks_like(&credential.0) {
+            let verified = self.token(&credential.0, now)?;
+            if !in_scope(&verified.scopes) {
+                return Err(Refusal::OutOfScope);
             }
-            let grant = Grant {
-                subject: entitlement.subject.clone(),
-                limit_key: format!("k:{}", &keys::hash_key(&credential.0)[..32]),
-            };
-            (grant, entitlement.scopes.clone())
-        };
-        match resource {
-            Some(resource) if resource.allowed_by(&scopes) => Ok(grant),
-            _ => Err(Refusal::OutOfScope),
+            return Ok(verified.grant.clone());
         }
+        let source = self
+            .keys
+            .as_ref()
+            .ok_or(Refusal::Invalid(Invalid::UnknownKey))?;
+        let table = source.get().ok_or(Refusal::NotLoaded)?;
+        let entitlement = table
+            .lookup(&credential.0)
+            .ok_or(Refusal::Invalid(Invalid::UnknownKey))?;
+        if entitlement.expires.is_some_and(|at| at <= now) {
+            return Err(Refusal::Invalid(Invalid::Expired));
+        }
+        if !in_scope(&entitlement.scopes) {
+            return Err(Refusal::OutOfScope);
+        }
+        Ok(Grant {
+            subject: entitlement.subject.clone(),
+            limit_key: entitlement.limit_key.clone(),
+        })
     }
 }
 

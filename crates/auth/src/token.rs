@@ -53,10 +53,17 @@ pub fn looks_like(credential: &str) -> bool {
 }
 
 /// Public keys by key id.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Verifier {
     keys: HashMap<String, DecodingKey>,
-    validation: Option<Validation>,
+    validation: Validation,
+}
+
+impl Default for Verifier {
+    /// A verifier with no keys: every token names an unknown key id.
+    fn default() -> Self {
+        Verifier::with_keys(HashMap::new())
+    }
 }
 
 impl std::fmt::Debug for Verifier {
@@ -81,25 +88,22 @@ impl Verifier {
             })?;
             map.insert(id.to_owned(), key);
         }
+        Ok(Verifier::with_keys(map))
+    }
+
+    fn with_keys(keys: HashMap<String, DecodingKey>) -> Verifier {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = LEEWAY_SECS;
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_nbf = true;
-        Ok(Verifier {
-            keys: map,
-            validation: Some(validation),
-        })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        Verifier { keys, validation }
     }
 
     /// The token's claims if it is signed by a configured key and current.
     pub fn verify(&self, token: &str) -> Result<Claims, Rejected> {
-        let (Some(validation), false) = (&self.validation, self.keys.is_empty()) else {
+        if self.keys.is_empty() {
             return Err(Rejected::UnknownKeyId);
-        };
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejected::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(Rejected::Malformed);
@@ -109,7 +113,7 @@ impl Verifier {
             .as_deref()
             .and_then(|kid| self.keys.get(kid))
             .ok_or(Rejected::UnknownKeyId)?;
-        jsonwebtoken::decode::<Claims>(token, key, validation)
+        jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => Rejected::Expired,
