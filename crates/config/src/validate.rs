@@ -219,13 +219,18 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
             "list at least one route (`prefix: /` covers everything)".into(),
         ));
     }
-    let raw_auth_routes: Vec<bool> = file.routes.iter().map(|r| r.auth).collect();
     let mut routes: Vec<Route> = Vec::with_capacity(file.routes.len());
     for (i, r) in file.routes.into_iter().enumerate() {
         if routes.iter().any(|seen| seen.prefix == r.prefix.0) {
             return Err(fail(
                 &format!("routes[{i}].prefix"),
                 format!("{:?} is listed twice", r.prefix.0),
+            ));
+        }
+        if r.auth && file.auth.is_none() {
+            return Err(fail(
+                &format!("routes[{i}].auth"),
+                "needs an `auth` section saying which credentials are accepted".into(),
             ));
         }
         routes.push(Route {
@@ -313,14 +318,6 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
             })
         }
     };
-    if auth.is_none() {
-        if let Some(i) = raw_auth_routes.iter().position(|&a| a) {
-            return Err(fail(
-                &format!("routes[{i}].auth"),
-                "needs an `auth` section saying which credentials are accepted".into(),
-            ));
-        }
-    }
     let trust = file.trust.map(|t| TrustConfig {
         edge_to_shield: absolute(&t.edge_to_shield),
         shield_to_origin: absolute(&t.shield_to_origin),
