@@ -255,6 +255,19 @@ def edge_takes_tls(configs):
     raise SystemExit(f"edge_tls config refused: {r.stderr}")
 
 
+# NGINX's cache in front of the relay, the same for its plain and its TLS server.
+CACHE_LOCATION = """\
+        location / {{
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache cdn;
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout 60s;
+            proxy_cache_valid 200 1h;
+        }}
+"""
+
 NGINX_CONF = """
 user root;
 worker_processes 2;
@@ -277,16 +290,7 @@ http {{
     upstream origin {{ server 127.0.0.1:{delay}; keepalive 64; }}
     server {{
         listen 127.0.0.1:{nginx};
-        location / {{
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_cache cdn;
-            proxy_cache_lock on;
-            proxy_cache_lock_timeout 60s;
-            proxy_cache_valid 200 1h;
-        }}
-    }}
+""" + CACHE_LOCATION + """    }}
     server {{
         listen 127.0.0.1:{static};
         root {fixtures};
@@ -305,16 +309,7 @@ NGINX_TLS_SERVER = """
         ssl_protocols {version};
         ssl_conf_command Ciphersuites {suite};
         ssl_ecdh_curve {group};
-        location / {{
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_cache cdn;
-            proxy_cache_lock on;
-            proxy_cache_lock_timeout 60s;
-            proxy_cache_valid 200 1h;
-        }}
-    }}
+""" + CACHE_LOCATION + """    }}
 """
 
 
