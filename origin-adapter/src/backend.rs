@@ -1,6 +1,6 @@
 //! Builds the object store the adapter serves from. Only this crate knows object_store.
 
-use cdn_config::{Backend, OriginConfig};
+use cdn_config::{Backend, OriginConfig, Source};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
@@ -46,12 +46,54 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// The store described by `origin.backend`.
-pub fn build(
+/// The stores routes read from: `origin.backend`, and `origin.backends` by name.
+#[derive(Clone)]
+pub struct Stores {
+    default: Arc<dyn ObjectStore>,
+    named: std::collections::HashMap<String, Arc<dyn ObjectStore>>,
+}
+
+impl Stores {
+    /// A single store for every route (tests, and tools that publish into it).
+    pub fn single(store: Arc<dyn ObjectStore>) -> Stores {
+        Stores {
+            default: store,
+            named: Default::default(),
+        }
+    }
+
+    pub fn default(&self) -> &Arc<dyn ObjectStore> {
+        &self.default
+    }
+
+    /// The store a route's source names (validation made sure it exists).
+    pub fn of(&self, source: &Source) -> &Arc<dyn ObjectStore> {
+        source
+            .backend
+            .as_ref()
+            .and_then(|name| self.named.get(name))
+            .unwrap_or(&self.default)
+    }
+}
+
+/// The stores `origin.backend` and `origin.backends` describe.
+pub fn build(origin: &OriginConfig, credentials: &Credentials) -> Result<Stores, BackendError> {
+    let mut named = std::collections::HashMap::new();
+    for (name, backend) in &origin.backends {
+        named.insert(name.clone(), one(backend, origin, credentials)?);
+    }
+    Ok(Stores {
+        default: one(&origin.backend, origin, credentials)?,
+        named,
+    })
+}
+
+fn one(
+    backend: &Backend,
     origin: &OriginConfig,
     credentials: &Credentials,
 ) -> Result<Arc<dyn ObjectStore>, BackendError> {
-    match &origin.backend {
+    match backend {
         Backend::Local { root } => {
             let store = LocalFileSystem::new_with_prefix(root).map_err(|source| {
                 BackendError::LocalRoot {

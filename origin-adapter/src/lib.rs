@@ -11,8 +11,10 @@
 
 pub mod backend;
 pub mod conditional;
+mod npm;
 pub mod observe;
 pub mod range;
+mod registry;
 pub mod serve;
 pub mod server;
 

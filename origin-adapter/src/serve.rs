@@ -1,10 +1,11 @@
 //! One request → one response: method and path checks, route policy, preconditions, range,
 //! then the object's bytes streamed from the store (never held whole in memory).
 
+use crate::backend::Stores;
 use crate::conditional::Validators;
 use crate::range::{self, RangeRequest};
 use bytes::Bytes;
-use cdn_config::{RoutePolicy, Routes};
+use cdn_config::{Naming, RoutePolicy, Routes};
 use cdn_http::{HttpError, Secret, Target};
 use cdn_observe::{Metrics, Tier, UpstreamResult};
 use futures::StreamExt;
@@ -26,9 +27,9 @@ pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 /// Chunk size for reading local files.
 const FILE_CHUNK: usize = 256 * 1024;
 
-/// Serves objects from one store under the configured routes.
+/// Serves objects from the configured stores under the configured routes.
 pub struct Origin {
-    store: Arc<dyn ObjectStore>,
+    stores: Stores,
     routes: Routes,
     timeout: Duration,
     /// The secret a request must present (the shield's), if any.
@@ -37,19 +38,19 @@ pub struct Origin {
 }
 
 impl Origin {
-    pub fn new(
-        store: Arc<dyn ObjectStore>,
-        routes: Routes,
-        timeout: Duration,
-        accepts: Option<Secret>,
-    ) -> Self {
+    pub fn new(stores: Stores, routes: Routes, timeout: Duration, accepts: Option<Secret>) -> Self {
         Origin {
-            store,
+            stores,
             routes,
             timeout,
             accepts,
             metrics: Arc::new(Metrics::new(Tier::Origin)),
         }
+    }
+
+    /// How long one backend operation may take.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -61,7 +62,7 @@ impl Origin {
         let probe = object_store::path::Path::from(".readyz-probe");
         match tokio::time::timeout(
             self.timeout,
-            object_store::ObjectStoreExt::head(&self.store, &probe),
+            object_store::ObjectStoreExt::head(self.stores.default(), &probe),
         )
         .await
         {
@@ -97,16 +98,28 @@ impl Origin {
             _ => return Err(HttpError::MethodNotAllowed),
         };
         let target = Target::parse(req.uri(), req.headers().get(http::header::HOST))?;
-        let policy = self
-            .routes
-            .policy(target.path())
-            .ok_or(HttpError::NoRoute)?;
-        match self.serve(req, head_only, &target, policy).await {
+        let (_, route) = self.routes.find(target.path()).ok_or(HttpError::NoRoute)?;
+        let policy = &route.policy;
+        let store = self.stores.of(&route.source);
+        // What the path names below its route: a package, a repository's manifest, a file.
+        let rest = &target.path()[route.prefix.len().min(target.path().len())..];
+        let answer = match policy.naming {
+            Naming::Path => {
+                let key = cdn_registry::join(&route.source.prefix, target.object_key());
+                let headers = self.headers(policy, Freshness::Route);
+                self.serve(req, head_only, store, &key, headers).await
+            }
+            Naming::Npm => crate::npm::answer(self, req, head_only, route, store, rest).await,
+            Naming::Oci => {
+                return Ok(crate::registry::answer(self, req, head_only, route, store, rest).await)
+            }
+        };
+        match answer {
             // Missing: cacheable for the route's negative_ttl (if the route is cached), so a
             // flood of missing names reaches the backend once per name, not once per request.
             Err(HttpError::NotFound) => {
                 let mut resp = error_response(&HttpError::NotFound);
-                let value = cache_control(policy, policy.negative_ttl);
+                let value = cache_control(policy, Freshness::Missing);
                 resp.headers_mut()
                     .insert(CACHE_CONTROL, value.parse().expect("ascii"));
                 Ok(resp)
@@ -115,14 +128,16 @@ impl Origin {
         }
     }
 
-    async fn serve<B>(
+    /// Serves the stored object at `key` whole, by range, or as a 304, with `headers` added
+    /// (they win over the object's own).
+    pub(crate) async fn serve<B>(
         &self,
         req: &Request<B>,
         head_only: bool,
-        target: &Target,
-        policy: &RoutePolicy,
+        store: &Arc<dyn ObjectStore>,
+        key: &str,
+        headers_out: HeaderMap,
     ) -> Result<Response<Body>, HttpError> {
-        let key = target.object_key();
         if key.is_empty() || key.ends_with('/') {
             return Err(HttpError::NotFound);
         }
@@ -135,12 +150,13 @@ impl Origin {
 
         if !head_only && !has_range && !conditional {
             // The common case, one backend call: an unconditional GET of the whole object.
-            let result = self.get(&location, GetOptions::default()).await?;
-            return Ok(self.object_response(result, policy, StatusCode::OK, None, true));
+            let result = self.get(store, &location, GetOptions::default()).await?;
+            return Ok(self.object_response(result, &headers_out, StatusCode::OK, None, true));
         }
 
         let info = self
             .get(
+                store,
                 &location,
                 GetOptions {
                     head: true,
@@ -154,10 +170,9 @@ impl Origin {
             let mut resp = Response::builder().status(StatusCode::NOT_MODIFIED);
             let h = resp.headers_mut().expect("builder has no error yet");
             put_validators(h, &validators);
-            h.insert(
-                CACHE_CONTROL,
-                cache_control(policy, policy.ttl).parse().expect("ascii"),
-            );
+            for (name, value) in &headers_out {
+                h.insert(name, value.clone());
+            }
             return Ok(resp.body(empty()).expect("valid response"));
         }
         let size = info.meta.size;
@@ -167,20 +182,22 @@ impl Origin {
         };
         match wanted {
             RangeRequest::Unsatisfiable => Err(HttpError::RangeNotSatisfiable { size }),
-            _ if head_only => Ok(self.object_response(info, policy, StatusCode::OK, None, false)),
+            _ if head_only => {
+                Ok(self.object_response(info, &headers_out, StatusCode::OK, None, false))
+            }
             RangeRequest::Full => {
-                let result = self.get(&location, GetOptions::default()).await?;
-                Ok(self.object_response(result, policy, StatusCode::OK, None, true))
+                let result = self.get(store, &location, GetOptions::default()).await?;
+                Ok(self.object_response(result, &headers_out, StatusCode::OK, None, true))
             }
             RangeRequest::Bytes(r) => {
                 let options = GetOptions {
                     range: Some(GetRange::Bounded(r.clone())),
                     ..Default::default()
                 };
-                let result = self.get(&location, options).await?;
+                let result = self.get(store, &location, options).await?;
                 Ok(self.object_response(
                     result,
-                    policy,
+                    &headers_out,
                     StatusCode::PARTIAL_CONTENT,
                     Some(size),
                     true,
@@ -189,21 +206,18 @@ impl Origin {
         }
     }
 
-    async fn get(
+    pub(crate) async fn get(
         &self,
+        store: &Arc<dyn ObjectStore>,
         location: &object_store::path::Path,
         options: GetOptions,
     ) -> Result<GetResult, HttpError> {
         let started = std::time::Instant::now();
-        let result = match tokio::time::timeout(
-            self.timeout,
-            self.store.get_opts(location, options),
-        )
-        .await
-        {
-            Ok(result) => result.map_err(backend_error),
-            Err(_) => Err(HttpError::UpstreamTimeout),
-        };
+        let result =
+            match tokio::time::timeout(self.timeout, store.get_opts(location, options)).await {
+                Ok(result) => result.map_err(backend_error),
+                Err(_) => Err(HttpError::UpstreamTimeout),
+            };
         let outcome = match &result {
             Ok(_) | Err(HttpError::NotFound) => UpstreamResult::Ok,
             Err(HttpError::UpstreamTimeout) => UpstreamResult::Timeout,
@@ -218,7 +232,7 @@ impl Origin {
     fn object_response(
         &self,
         result: GetResult,
-        policy: &RoutePolicy,
+        headers_out: &HeaderMap,
         status: StatusCode,
         total_size: Option<u64>,
         with_body: bool,
@@ -245,11 +259,10 @@ impl Origin {
             h.insert(CONTENT_TYPE, v);
         }
         put_validators(h, &validators);
-        h.insert(
-            CACHE_CONTROL,
-            cache_control(policy, policy.ttl).parse().expect("ascii"),
-        );
         h.insert(ACCEPT_RANGES, "bytes".parse().expect("ascii"));
+        for (name, value) in headers_out {
+            h.insert(name, value.clone());
+        }
         if let Some(total) = total_size {
             let value = format!(
                 "bytes {}-{}/{total}",
@@ -334,13 +347,37 @@ fn put_validators(h: &mut HeaderMap, v: &Validators) {
     );
 }
 
-/// What downstream caches are told: to keep the response for `lifetime` (the route's TTL, or
-/// its negative TTL for a missing object), or not to store it at all.
-pub fn cache_control(policy: &RoutePolicy, lifetime: Duration) -> String {
-    if policy.cacheable {
-        format!("public, max-age={}", lifetime.as_secs())
-    } else {
-        "no-store".to_owned()
+/// How long what a response carries stays fresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// The route's `ttl`: files, and what a name may point at later (tags, packuments).
+    Route,
+    /// The route's `negative_ttl`: a missing object.
+    Missing,
+    /// Forever: what is named by its digest (blobs, manifests by digest) or never changes once
+    /// published (npm tarballs).
+    Immutable,
+}
+
+/// A year: how long an immutable object is kept fresh (RFC 8246's `immutable` tells clients
+/// not to revalidate it either).
+const IMMUTABLE_SECS: u64 = 365 * 24 * 3600;
+
+/// What downstream caches are told: to keep the response for as long as `freshness` says
+/// (and, for what may change, to serve it stale while one request refreshes it, within the
+/// route's `stale_while_revalidate`), or not to store it at all.
+pub fn cache_control(policy: &RoutePolicy, freshness: Freshness) -> String {
+    if !policy.cacheable {
+        return "no-store".to_owned();
+    }
+    let lifetime = match freshness {
+        Freshness::Route => policy.ttl.as_secs(),
+        Freshness::Missing => policy.negative_ttl.as_secs(),
+        Freshness::Immutable => return format!("public, max-age={IMMUTABLE_SECS}, immutable"),
+    };
+    match policy.stale_while_revalidate.as_secs() {
+        0 => format!("public, max-age={lifetime}"),
+        swr => format!("public, max-age={lifetime}, stale-while-revalidate={swr}"),
     }
 }
 
@@ -350,15 +387,109 @@ fn empty() -> Body {
 
 /// What a backend failure means to the client: a missing object is a 404; anything else is
 /// the storage failing (502), its cause kept for the log.
-fn backend_error(e: object_store::Error) -> HttpError {
+pub(crate) fn backend_error(e: object_store::Error) -> HttpError {
     match e {
         object_store::Error::NotFound { .. } => HttpError::NotFound,
         other => HttpError::Upstream(Box::new(other)),
     }
 }
 
+impl Origin {
+    /// The headers every answer under `policy` with this freshness carries.
+    pub(crate) fn headers(&self, policy: &RoutePolicy, freshness: Freshness) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CACHE_CONTROL,
+            cache_control(policy, freshness).parse().expect("ascii"),
+        );
+        h
+    }
+
+    /// A small stored object read whole (a link file, a manifest, a packument), with its
+    /// metadata; larger than `limit` is a backend failure, not a document.
+    pub(crate) async fn read_small(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        key: &str,
+        limit: u64,
+    ) -> Result<(Bytes, object_store::ObjectMeta), HttpError> {
+        let location = object_store::path::Path::parse(key)
+            .map_err(|_| HttpError::BadRequest("not a valid object key"))?;
+        let result = self.get(store, &location, GetOptions::default()).await?;
+        if result.meta.size > limit {
+            return Err(HttpError::upstream(format!(
+                "{key} is {} bytes, more than the {limit} a document may have",
+                result.meta.size
+            )));
+        }
+        let meta = result.meta.clone();
+        let bytes = tokio::time::timeout(self.timeout, result.bytes())
+            .await
+            .map_err(|_| HttpError::UpstreamTimeout)?
+            .map_err(backend_error)?;
+        Ok((bytes, meta))
+    }
+
+    /// Whether a (small) object exists.
+    pub(crate) async fn exists(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        key: &str,
+    ) -> Result<bool, HttpError> {
+        let location = object_store::path::Path::parse(key)
+            .map_err(|_| HttpError::BadRequest("not a valid object key"))?;
+        let head = GetOptions {
+            head: true,
+            ..Default::default()
+        };
+        match self.get(store, &location, head).await {
+            Ok(_) => Ok(true),
+            Err(HttpError::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A document made here (a packument, a manifest, a tag list): `200` with its body, or `304`
+/// when the request's validators match its `etag`; no body for HEAD. `headers` carry the
+/// content type, caching and anything else the answer needs.
+pub(crate) fn document<B>(
+    req: &Request<B>,
+    head_only: bool,
+    body: Bytes,
+    etag: &str,
+    last_modified: std::time::SystemTime,
+    headers: HeaderMap,
+) -> Response<Body> {
+    let validators = Validators::new(Some(etag), last_modified);
+    let not_modified = validators.not_modified(req.headers());
+    let status = if not_modified {
+        StatusCode::NOT_MODIFIED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = Response::builder().status(status);
+    let h = resp.headers_mut().expect("builder has no error yet");
+    put_validators(h, &validators);
+    for (name, value) in &headers {
+        h.insert(name, value.clone());
+    }
+    if not_modified {
+        return resp.body(empty()).expect("valid response");
+    }
+    h.insert(CONTENT_LENGTH, body.len().into());
+    let body = if head_only {
+        empty()
+    } else {
+        Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    };
+    resp.body(body).expect("valid response")
+}
+
 /// The response for a request the adapter will not or cannot serve.
-fn error_response(e: &HttpError) -> Response<Body> {
+pub(crate) fn error_response(e: &HttpError) -> Response<Body> {
     let body = e.body();
     let mut resp = Response::builder()
         .status(e.status())

@@ -74,6 +74,8 @@ pub struct TrustConfig {
 pub struct OriginConfig {
     pub listen: Listen,
     pub backend: Backend,
+    /// More backends, by name, for routes' `source`.
+    pub backends: std::collections::BTreeMap<String, Backend>,
     pub timeout: Duration,
 }
 
@@ -228,22 +230,38 @@ pub struct RoutePolicy {
     /// TRACE) pass through to the upstream, uncached; one that succeeds invalidates the
     /// stored copies of its target.
     pub pass_writes: bool,
-    /// What the paths under the route name, for the scopes of credentials.
+    /// What the paths under the route name: for the scopes of credentials, and for how
+    /// origin-adapter reads them.
     pub naming: Naming,
+    /// Served past freshness for this long while one request refreshes the copy.
+    pub stale_while_revalidate: Duration,
     /// Requests allowed at the edge per client address and per credential.
     pub rate_limit: RateLimit,
 }
 
-/// How a route's paths name what they hold, as credentials' scopes name it.
+/// How a route's paths name what they hold: as credentials' scopes name it, and as
+/// origin-adapter finds it in storage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Naming {
-    /// A plain path (`path:/private/*`).
+    /// A plain path (`path:/private/*`); the object key is the path.
     #[default]
     Path,
-    /// An npm package (`npm:@acme/*`), its tarballs included.
+    /// An npm package (`npm:@acme/*`), its tarballs included: the npm registry API, read
+    /// from Verdaccio's storage layout.
     Npm,
-    /// A Docker/OCI repository (`oci:acme/*`), under `/v2/`.
+    /// A Docker/OCI repository (`oci:acme/*`), under `/v2/`: the registry API v2, read from
+    /// registry:2's storage layout.
     Oci,
+}
+
+/// Where origin-adapter reads a route's objects.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Source {
+    /// A name in `origin.backends`; `None`: `origin.backend`.
+    pub backend: Option<String>,
+    /// Key prefix in that backend (no leading or trailing `/`): the served tree, Verdaccio's
+    /// storage folder or registry:2's root directory.
+    pub prefix: String,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -293,6 +311,7 @@ impl QueryPolicy {
 pub struct Route {
     pub prefix: String,
     pub policy: RoutePolicy,
+    pub source: Source,
 }
 
 /// Routes, longest prefix first, so the first match is the most specific.

@@ -91,6 +91,9 @@ pub(super) struct Origin {
     /// Where objects live: `local: {root}` or `s3: {...}`.
     #[serde(with = "serde_yaml::with::singleton_map")]
     pub backend: Backend,
+    /// More backends, by name, for routes whose `source` names one.
+    #[serde(default)]
+    pub backends: std::collections::BTreeMap<String, NamedBackend>,
     /// How long one backend operation may take before the client gets a 504.
     #[serde(default = "default_origin_timeout")]
     pub timeout: Dur,
@@ -104,6 +107,11 @@ pub(super) enum Backend {
     /// An S3-compatible bucket. Credentials come from the environment only.
     S3(S3),
 }
+
+/// A backend in `origin.backends` (serde's singleton map cannot sit inside a map's values).
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub(super) struct NamedBackend(#[serde(with = "serde_yaml::with::singleton_map")] pub Backend);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,6 +242,13 @@ pub(super) struct Route {
     pub scope: Naming,
     /// Requests allowed per client address and per credential, at the edge.
     pub rate_limit: Option<RateLimit>,
+    /// Where origin-adapter reads the route's objects: a backend of `origin.backends` (default
+    /// `origin.backend`) and a key prefix in it.
+    #[serde(default)]
+    pub source: Source,
+    /// How long past its freshness a copy is served while one request refreshes it in the
+    /// background. Default: 1m on npm and oci routes, none on others.
+    pub stale_while_revalidate: Option<Dur>,
     /// How long past its freshness an object may still be served when the upstream fails.
     #[serde(default = "default_stale_if_error")]
     pub stale_if_error: Dur,
@@ -260,6 +275,14 @@ pub(super) enum Heuristic {
     Ttl,
     LastModified,
     None,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Source {
+    pub backend: Option<String>,
+    #[serde(default)]
+    pub prefix: String,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]

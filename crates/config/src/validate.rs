@@ -31,39 +31,50 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
         }
     };
 
-    let backend = match file.origin.backend {
-        raw::Backend::Local { root } => Backend::Local {
-            root: absolute(&root),
-        },
-        raw::Backend::S3(s3) => {
-            if s3.bucket.is_empty() {
-                return Err(fail("origin.backend.s3.bucket", "must not be empty".into()));
-            }
-            if let Some(endpoint) = &s3.endpoint {
-                let http = endpoint.starts_with("http://");
-                if !http && !endpoint.starts_with("https://") {
+    let backend_at = |raw: raw::Backend, field: &str| -> Result<Backend, ConfigError> {
+        Ok(match raw {
+            raw::Backend::Local { root } => Backend::Local {
+                root: absolute(&root),
+            },
+            raw::Backend::S3(s3) => {
+                if s3.bucket.is_empty() {
                     return Err(fail(
-                        "origin.backend.s3.endpoint",
-                        format!("{endpoint:?} must start with http:// or https://"),
+                        &format!("{field}.s3.bucket"),
+                        "must not be empty".into(),
                     ));
                 }
-                if http && !s3.allow_http {
-                    return Err(fail(
-                        "origin.backend.s3.endpoint",
-                        "a plain http:// endpoint needs `allow_http: true`".into(),
-                    ));
+                if let Some(endpoint) = &s3.endpoint {
+                    let http = endpoint.starts_with("http://");
+                    if !http && !endpoint.starts_with("https://") {
+                        return Err(fail(
+                            &format!("{field}.s3.endpoint"),
+                            format!("{endpoint:?} must start with http:// or https://"),
+                        ));
+                    }
+                    if http && !s3.allow_http {
+                        return Err(fail(
+                            &format!("{field}.s3.endpoint"),
+                            "a plain http:// endpoint needs `allow_http: true`".into(),
+                        ));
+                    }
                 }
+                Backend::S3(S3Backend {
+                    endpoint: s3.endpoint,
+                    bucket: s3.bucket,
+                    region: s3.region,
+                    path_style: s3.path_style,
+                    allow_http: s3.allow_http,
+                    prefix: s3.prefix.trim_matches('/').to_owned(),
+                })
             }
-            Backend::S3(S3Backend {
-                endpoint: s3.endpoint,
-                bucket: s3.bucket,
-                region: s3.region,
-                path_style: s3.path_style,
-                allow_http: s3.allow_http,
-                prefix: s3.prefix.trim_matches('/').to_owned(),
-            })
-        }
+        })
     };
+    let backend = backend_at(file.origin.backend, "origin.backend")?;
+    let mut backends = std::collections::BTreeMap::new();
+    for (name, raw::NamedBackend(b)) in file.origin.backends {
+        let built = backend_at(b, &format!("origin.backends.{name}"))?;
+        backends.insert(name, built);
+    }
     if file.origin.timeout.0.is_zero() {
         return Err(fail("origin.timeout", "must be more than zero".into()));
     }
@@ -74,6 +85,7 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
             admin: file.origin.admin,
         },
         backend,
+        backends,
         timeout: file.origin.timeout.0,
     };
 
@@ -233,8 +245,36 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
                 "needs an `auth` section saying which credentials are accepted".into(),
             ));
         }
+        if let Some(name) = &r.source.backend {
+            if !origin.backends.contains_key(name) {
+                return Err(fail(
+                    &format!("routes[{i}].source.backend"),
+                    format!("{name:?} is not listed in origin.backends"),
+                ));
+            }
+        }
+        let naming = match r.scope {
+            raw::Naming::Path => Naming::Path,
+            raw::Naming::Npm => Naming::Npm,
+            raw::Naming::Oci => Naming::Oci,
+        };
+        if naming == Naming::Oci && r.prefix.0 != "/v2/" {
+            return Err(fail(
+                &format!("routes[{i}].scope"),
+                "an `oci` route must have the prefix /v2/, where registry clients look".into(),
+            ));
+        }
+        let stale_while_revalidate = match (r.stale_while_revalidate, naming) {
+            (Some(d), _) => d.0,
+            (None, Naming::Path) => std::time::Duration::ZERO,
+            (None, Naming::Npm | Naming::Oci) => std::time::Duration::from_secs(60),
+        };
         routes.push(Route {
             prefix: r.prefix.0,
+            source: crate::Source {
+                backend: r.source.backend,
+                prefix: r.source.prefix.trim_matches('/').to_owned(),
+            },
             policy: RoutePolicy {
                 ttl: r.ttl.0,
                 cacheable: r.cache,
@@ -252,11 +292,8 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
                     raw::Query::Only(names) => QueryPolicy::Only(names),
                 },
                 pass_writes: r.pass_writes,
-                naming: match r.scope {
-                    raw::Naming::Path => Naming::Path,
-                    raw::Naming::Npm => Naming::Npm,
-                    raw::Naming::Oci => Naming::Oci,
-                },
+                naming,
+                stale_while_revalidate,
                 rate_limit: r.rate_limit.map_or_else(RateLimit::default, |l| RateLimit {
                     per_client_ip: l.per_client_ip,
                     per_credential: l.per_credential,

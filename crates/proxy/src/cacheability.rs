@@ -392,6 +392,7 @@ mod tests {
             query: QueryPolicy::Ignore,
             pass_writes: false,
             naming: Default::default(),
+            stale_while_revalidate: Duration::ZERO,
             rate_limit: Default::default(),
         }
     }

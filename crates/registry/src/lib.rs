@@ -15,8 +15,8 @@ pub mod digest;
 pub mod npm;
 pub mod oci;
 
-/// A key prefix in a bucket: empty, or ending in `/`.
-pub(crate) fn join(root: &str, rest: &str) -> String {
+/// `rest` under the key prefix `root` (empty, or a folder with or without slashes around it).
+pub fn join(root: &str, rest: &str) -> String {
     let root = root.trim_matches('/');
     if root.is_empty() {
         rest.to_owned()

@@ -5,6 +5,7 @@
 
 use base64::Engine;
 use cdn_auth::keys::{hash_key, new_key};
+use cdn_registry::digest::Digest;
 use std::time::{Duration, Instant};
 use testkit::stack::ENTITLEMENTS;
 use testkit::{eventually, origin_dir, raw_request, request, Backend, Stack, StackOptions};
@@ -54,17 +55,33 @@ struct Fixture {
 fn fixture(tune: impl FnOnce(&mut StackOptions)) -> Fixture {
     let key = new_key();
     let doc = document(&[(&key, "ci", &["path:/private/*", "oci:acme/*"])]);
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#;
+    let digest = Digest::of(manifest);
+    let layout = cdn_registry::oci::Layout::new("registry");
+    let (blob, acme, other) = (
+        layout.blob_data(&digest),
+        layout.tag_link("acme/app", "latest"),
+        layout.tag_link("other/app", "latest"),
+    );
+    let linked = digest.to_string();
     let root = origin_dir(&[
-        ("private/secret.txt", "secret"),
-        ("private/team/plan.txt", "plan"),
-        ("hello.txt", "hello"),
-        ("npm-private/@acme/util/package.json", "{}"),
-        ("npm-private/left-pad/package.json", "{}"),
-        ("v2/acme/app/manifests/latest", "manifest"),
-        ("v2/other/app/manifests/latest", "manifest"),
-        ("limited/a.txt", "a"),
-        ("metered/a.txt", "a"),
-        (&ENTITLEMENTS[1..], doc.as_str()),
+        ("private/secret.txt", "secret".as_bytes()),
+        ("private/team/plan.txt", b"plan"),
+        ("hello.txt", b"hello"),
+        (
+            "npm-private/@acme/util/package.json",
+            br#"{"name":"@acme/util","versions":{}}"#,
+        ),
+        (
+            "npm-private/left-pad/package.json",
+            br#"{"name":"left-pad","versions":{}}"#,
+        ),
+        (&blob, manifest),
+        (&acme, linked.as_bytes()),
+        (&other, linked.as_bytes()),
+        ("limited/a.txt", b"a"),
+        ("metered/a.txt", b"a"),
+        (&ENTITLEMENTS[1..], doc.as_bytes()),
     ]);
     let mut options = StackOptions::new(Backend::Local(root.path().to_owned()));
     options.token_keys = &["k1", "k2"];
@@ -160,16 +177,11 @@ fn each_outcome_has_its_status_and_challenge() {
     // Package names: npm packages and registry repositories, by scope.
     let npm = s.mint("k1", "dev", "npm:@acme/*", 60);
     assert_eq!(
-        ask(
-            s,
-            "/npm-private/@acme/util/package.json",
-            Some(&bearer(&npm))
-        )
-        .0,
+        ask(s, "/npm-private/@acme/util", Some(&bearer(&npm))).0,
         200
     );
     assert_eq!(
-        ask(s, "/npm-private/left-pad/package.json", Some(&bearer(&npm))).0,
+        ask(s, "/npm-private/left-pad", Some(&bearer(&npm))).0,
         403,
         "another package"
     );
