@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building the workspace needs beyond the Rust toolchain: cmake (libz-ng-sys,
 # under pingora) and a C compiler; with --tests also promtool (Debian's prometheus package),
-# which the tests run; with --bench also nginx, varnish, wrk and openssl (the HTTPS rows'
+# and the package clients the tests drive: skopeo (Docker/OCI pulls) and npm (with node); with --bench also nginx, varnish, wrk and openssl (the HTTPS rows'
 # certificate), which benches/run.sh runs.
 # Safe to run again; does nothing when all is present.
 set -euo pipefail
@@ -14,7 +14,9 @@ command -v curl >/dev/null || missing+=(curl)
 # promtool, for the tests that check metrics and the Prometheus rules.
 case ${1:-} in
     --tests)
-        command -v promtool >/dev/null || missing+=(prometheus) ;;
+        command -v promtool >/dev/null || missing+=(prometheus)
+        command -v skopeo >/dev/null || missing+=(skopeo)
+        command -v npm >/dev/null || missing+=(npm) ;;
     --bench)
         command -v nginx >/dev/null || missing+=(nginx)
         command -v varnishd >/dev/null || missing+=(varnish)

@@ -412,3 +412,60 @@ fn auth_trust_and_rate_limits() {
         "cache: false",
     );
 }
+
+#[test]
+fn package_routes_name_their_source() {
+    let text = GOOD
+        .replacen(
+            "      root: sample\n",
+            "      root: sample\n  backends:\n    images:\n      s3:\n        bucket: images\n        endpoint: http://127.0.0.1:9100\n        allow_http: true\n",
+            1,
+        )
+        .replacen(
+            "  - prefix: /npm/\n    ttl: 5m\n",
+            "  - prefix: /npm/\n    ttl: 5m\n    scope: npm\n    source:\n      prefix: /verdaccio/storage/\n  - prefix: /v2/\n    ttl: 1m\n    scope: oci\n    stale_while_revalidate: 5s\n    source:\n      backend: images\n",
+            1,
+        );
+    let c = Config::parse(Path::new("/etc/cdn/config.yaml"), &text).unwrap();
+    assert!(
+        matches!(c.origin.backends.get("images"), Some(Backend::S3(s3)) if s3.bucket == "images")
+    );
+    let (_, npm) = c.routes.find("/npm/left-pad").unwrap();
+    assert_eq!(npm.source.prefix, "verdaccio/storage");
+    assert_eq!(npm.source.backend, None);
+    assert_eq!(npm.policy.naming, Naming::Npm);
+    assert_eq!(
+        npm.policy.stale_while_revalidate,
+        std::time::Duration::from_secs(60)
+    );
+    let (_, v2) = c.routes.find("/v2/acme/app/manifests/1").unwrap();
+    assert_eq!(v2.source.backend.as_deref(), Some("images"));
+    assert_eq!(
+        v2.policy.stale_while_revalidate,
+        std::time::Duration::from_secs(5)
+    );
+    let (_, files) = c.routes.find("/other").unwrap();
+    assert_eq!(
+        files.policy.stale_while_revalidate,
+        std::time::Duration::ZERO
+    );
+
+    let bad = |from: &str, to: &str| {
+        let text = GOOD.replacen(from, to, 1);
+        Config::parse(Path::new("/etc/cdn/config.yaml"), &text).unwrap_err()
+    };
+    let err = bad(
+        "    ttl: 5m\n",
+        "    ttl: 5m\n    source:\n      backend: nowhere\n",
+    );
+    assert_eq!(
+        err.field.as_deref(),
+        Some("routes[0].source.backend"),
+        "{err}"
+    );
+    assert!(err.message.contains("origin.backends"), "{err}");
+    assert_eq!(err.position.map(|p| p.0), Some(21), "{err}");
+    let err = bad("    ttl: 5m\n", "    ttl: 5m\n    scope: oci\n");
+    assert_eq!(err.field.as_deref(), Some("routes[0].scope"), "{err}");
+    assert!(err.message.contains("/v2/"), "{err}");
+}
