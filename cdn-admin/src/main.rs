@@ -128,6 +128,7 @@ impl DestArgs {
         let s3 = S3Options {
             endpoint: self.endpoint.clone(),
             region: self.region.clone(),
+            credentials: None,
         };
         Dest::open(&self.to, &s3)
     }

@@ -364,6 +364,54 @@ mod tests {
             .matches(&bytes));
     }
 
+    /// The S3 path of the CLI (path-style, plain HTTP, a key prefix) against a real
+    /// signature-checking S3 server.
+    #[test]
+    fn publishing_into_a_bucket() {
+        use cdn_admin::publish::{S3Credentials, S3Options};
+        let (src, work) = (tempdir(), tempdir());
+        let image = oci_image(src.path(), 11);
+        let tarball = npm_pack(work.path(), "@fixtures/s3", "0.1.0", &[]);
+        let server = crate::S3Server::start("packages");
+        let s3 = S3Options {
+            endpoint: Some(server.endpoint()),
+            credentials: Some(S3Credentials {
+                access_key_id: crate::s3::ACCESS_KEY.to_owned(),
+                secret_access_key: crate::s3::SECRET_KEY.to_owned(),
+            }),
+            ..S3Options::default()
+        };
+        let dest = Dest::open("s3://packages/pre", &s3).unwrap();
+        let top = publish::block_on(publish::oci::publish(
+            &dest,
+            "reg",
+            src.path(),
+            "app:latest",
+        ))
+        .unwrap();
+        assert_eq!(top, image.manifest.digest);
+        let tag = Layout::new("reg").tag_link("app", "latest");
+        assert_eq!(
+            std::fs::read_to_string(server.object_path(&format!("pre/{tag}"))).unwrap(),
+            top.to_string()
+        );
+        publish::block_on(publish::npm::publish(&dest, "storage", &tarball, "latest")).unwrap();
+        let packument = cdn_registry::npm::Layout::new("storage").packument("@fixtures/s3");
+        assert!(server.object_path(&format!("pre/{packument}")).is_file());
+
+        let wrong = S3Options {
+            credentials: Some(S3Credentials {
+                access_key_id: crate::s3::ACCESS_KEY.to_owned(),
+                secret_access_key: "wrong".to_owned(),
+            }),
+            ..s3
+        };
+        let dest = Dest::open("s3://packages", &wrong).unwrap();
+        let err = publish::block_on(publish::oci::publish(&dest, "", src.path(), "app:latest"))
+            .unwrap_err();
+        assert!(err.contains("s3://packages"), "{err}");
+    }
+
     fn tempdir() -> tempfile::TempDir {
         tempfile::tempdir().expect("temporary folder")
     }

@@ -14,7 +14,7 @@ pub mod oci;
 mod source;
 pub mod store;
 
-pub use store::{Dest, S3Options};
+pub use store::{Dest, S3Credentials, S3Options};
 
 /// Runs `work` to completion on a runtime of its own, on a thread of its own: callable from
 /// plain code and from inside another runtime (a `#[tokio::test]`) alike.

@@ -16,6 +16,9 @@ pub struct S3Options {
     /// An S3-compatible server (`http://127.0.0.1:9100`); AWS when absent.
     pub endpoint: Option<String>,
     pub region: String,
+    /// Given credentials (a test's); `None` reads them from the environment, as the command
+    /// line does.
+    pub credentials: Option<S3Credentials>,
 }
 
 impl Default for S3Options {
@@ -23,7 +26,21 @@ impl Default for S3Options {
         S3Options {
             endpoint: None,
             region: "us-east-1".to_owned(),
+            credentials: None,
         }
+    }
+}
+
+#[derive(Clone)]
+pub struct S3Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        write!(f, "S3Credentials({})", self.access_key_id)
     }
 }
 
@@ -69,13 +86,17 @@ impl Dest {
         }
         let env =
             |name: &str| std::env::var(name).map_err(|_| format!("s3://{rest}: {name} is not set"));
+        let (key_id, secret) = match &s3.credentials {
+            Some(given) => (given.access_key_id.clone(), given.secret_access_key.clone()),
+            None => (env("AWS_ACCESS_KEY_ID")?, env("AWS_SECRET_ACCESS_KEY")?),
+        };
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(bucket)
             .with_region(&s3.region)
             .with_virtual_hosted_style_request(false)
-            .with_access_key_id(env("AWS_ACCESS_KEY_ID")?)
-            .with_secret_access_key(env("AWS_SECRET_ACCESS_KEY")?);
-        if let Ok(token) = std::env::var("AWS_SESSION_TOKEN") {
+            .with_access_key_id(key_id)
+            .with_secret_access_key(secret);
+        if let (None, Ok(token)) = (&s3.credentials, std::env::var("AWS_SESSION_TOKEN")) {
             builder = builder.with_token(token);
         }
         if let Some(endpoint) = &s3.endpoint {
