@@ -7,9 +7,16 @@
 //!                                                      an API key, and its entry (hash only)
 //!   cdn-admin key hash [KEY]                           the hash the document lists a key by
 //!   cdn-admin secret --out secrets/edge-to-shield      a tier secret
+//!   cdn-admin publish oci --to s3://pkgs --endpoint http://127.0.0.1:9100 [--root R] \
+//!       image-dir-or-docker-save.tar acme/app:1.0     an image into registry:2's layout
+//!   cdn-admin publish npm --to /srv/storage [--root R] [--tag latest] pkg-1.0.0.tgz …
+//!                                                      npm tarballs into Verdaccio's layout
 //!
 //! Secrets go to stdout or to files only this user can read; nothing is sent anywhere.
+//! Publishing writes straight into the storage the origin-adapter serves (a directory or an
+//! S3-compatible bucket, credentials from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`).
 
+use cdn_admin::publish::{self, Dest, S3Options};
 use cdn_auth::keys::{hash_key, new_key};
 use cdn_auth::{token, Claims};
 use clap::{Parser, Subcommand};
@@ -23,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[command(
     name = "cdn-admin",
     version,
-    about = "Keys, tokens and secrets for the CDN's tiers"
+    about = "Keys, tokens and secrets for the CDN's tiers; publishing into its storage"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -68,6 +75,63 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Publishes images or npm packages into the storage the origin-adapter serves.
+    Publish {
+        #[command(subcommand)]
+        command: PublishCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PublishCommand {
+    /// An OCI image layout (directory or tar) or a `docker save` tarball, as NAME:TAG in
+    /// registry:2's layout; prints the manifest digest.
+    Oci {
+        #[command(flatten)]
+        dest: DestArgs,
+        /// The image: an OCI image layout, or a `docker save` output.
+        source: PathBuf,
+        /// The repository and tag to publish it as (`acme/app:1.0`); the tag also picks the
+        /// image in the source when it holds several.
+        reference: String,
+    },
+    /// `npm pack` tarballs into Verdaccio's layout (versions are immutable).
+    Npm {
+        #[command(flatten)]
+        dest: DestArgs,
+        /// The dist-tag pointed at each version published.
+        #[arg(long, default_value = "latest")]
+        tag: String,
+        #[arg(required = true)]
+        tarballs: Vec<PathBuf>,
+    },
+}
+
+/// Where to publish to.
+#[derive(clap::Args)]
+struct DestArgs {
+    /// A directory, or `s3://bucket[/prefix]`.
+    #[arg(long)]
+    to: String,
+    /// The key prefix inside it (registry:2's `rootdirectory`, Verdaccio's `storage`).
+    #[arg(long, default_value = "")]
+    root: String,
+    /// An S3-compatible endpoint (`http://127.0.0.1:9100`); plain HTTP is allowed for it.
+    #[arg(long)]
+    endpoint: Option<String>,
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+}
+
+impl DestArgs {
+    fn open(&self) -> Result<Dest, String> {
+        let s3 = S3Options {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            credentials: None,
+        };
+        Dest::open(&self.to, &s3)
+    }
 }
 
 #[derive(Subcommand)]
@@ -101,6 +165,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), String> {
     match command {
+        Command::Publish { command } => run_publish(command),
         Command::Keygen { id, out } => {
             if id.is_empty()
                 || !id
@@ -213,6 +278,40 @@ fn run(command: Command) -> Result<(), String> {
                     Ok(())
                 }
             }
+        }
+    }
+}
+
+fn run_publish(command: PublishCommand) -> Result<(), String> {
+    match command {
+        PublishCommand::Oci {
+            dest,
+            source,
+            reference,
+        } => {
+            let store = dest.open()?;
+            let digest = publish::block_on(publish::oci::publish(
+                &store, &dest.root, &source, &reference,
+            ))?;
+            println!("{digest}");
+            Ok(())
+        }
+        PublishCommand::Npm {
+            dest,
+            tag,
+            tarballs,
+        } => {
+            let store = dest.open()?;
+            for tarball in &tarballs {
+                let done =
+                    publish::block_on(publish::npm::publish(&store, &dest.root, tarball, &tag))?;
+                let note = match done.added {
+                    cdn_registry::npm::Added::New => "published",
+                    cdn_registry::npm::Added::Unchanged => "already published, unchanged",
+                };
+                println!("{}@{} ({tag}): {note}", done.name, done.version);
+            }
+            Ok(())
         }
     }
 }

@@ -1,12 +1,15 @@
 //! Test harness: runs `origin-adapter`, `shield` and `edge-pop` wired together by a config
 //! written for the test, in-process or as the real binaries (`stack`), and a real
 //! S3-compatible server (s3s-fs, signature-checking) in-process, and certificates made on the
-//! spot for the edge's TLS listener (`tls`). Everything listens on
-//! `127.0.0.1` port 0 and reports the port it got: nothing is bound to find a free port.
+//! spot for the edge's TLS listener (`tls`). Everything listens on `127.0.0.1` port 0 and
+//! reports the port it got: nothing is bound to find a free port. Package fixtures (OCI image
+//! layouts, `npm pack` tarballs), published into storage with cdn-admin's own code, are in
+//! `packages`.
 //!
 //! Nothing here sleeps to synchronise: waits poll a condition with a deadline
 //! (`TESTKIT_PATIENCE_SECS` scales it for slow machines).
 
+pub mod packages;
 mod s3;
 pub mod scripted;
 pub mod stack;

@@ -218,6 +218,171 @@ pub fn integrity_of(packument: &Value, file: &str) -> Option<Expected> {
     })
 }
 
+/// A version's tarball as the packument records it: the file it is stored under beside the
+/// packument, `dist.integrity` (`sha512-<base64>`) and `dist.shasum` (sha1 hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dist {
+    pub file: String,
+    pub integrity: String,
+    pub shasum: String,
+}
+
+/// What [`add_version`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// The version is new in the packument.
+    New,
+    /// The same bytes were published before: only the dist-tag was (re)set.
+    Unchanged,
+}
+
+/// Why a version cannot be added to a packument.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    #[error("package.json has no valid `name` (got {0})")]
+    Name(String),
+    #[error("package.json has no valid `version` (got {0})")]
+    Version(String),
+    #[error("dist-tag {0:?} is not a valid tag")]
+    Tag(String),
+    #[error("the stored packument is not a JSON object")]
+    NotAPackument,
+    #[error("the stored packument is for {stored:?}, not {name:?}")]
+    OtherPackage { stored: String, name: String },
+    /// npm versions are immutable: the same version with other bytes would make every
+    /// lockfile's integrity for it wrong.
+    #[error(
+        "{name}@{version} is already published with different content; versions are immutable"
+    )]
+    Exists { name: String, version: String },
+}
+
+/// Adds the version `package_json` describes (the `package.json` inside its tarball) to
+/// `packument` (`None` when the package is new), as Verdaccio stores it: the version document
+/// is the package.json with `_id` and `dist`, `dist-tags.<tag>` names it, `time` records when
+/// (`now`, RFC 3339 with milliseconds as npm writes it). `dist.tarball` is `<name>/-/<file>`:
+/// the origin-adapter points it through the CDN when serving. Existing versions are kept;
+/// republishing identical bytes only moves the tag; other bytes under an existing version are
+/// refused.
+pub fn add_version(
+    packument: Option<Value>,
+    package_json: &Value,
+    dist: &Dist,
+    tag: &str,
+    now: &str,
+) -> Result<(Value, Added), PublishError> {
+    let name = string_field(package_json, "name")
+        .filter(|n| valid_name(n))
+        .ok_or_else(|| PublishError::Name(shown(package_json.get("name"))))?;
+    let version = string_field(package_json, "version")
+        .filter(|v| valid_version(v))
+        .ok_or_else(|| PublishError::Version(shown(package_json.get("version"))))?;
+    if !valid_version(tag) || tag.parse::<u64>().is_ok() {
+        return Err(PublishError::Tag(tag.to_owned()));
+    }
+    let mut packument = match packument {
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(PublishError::NotAPackument),
+        None => new_packument(&name, now),
+    };
+    if let Some(stored) = packument.get("name").and_then(Value::as_str) {
+        if stored != name {
+            return Err(PublishError::OtherPackage {
+                stored: stored.to_owned(),
+                name,
+            });
+        }
+    }
+    let added = match packument.get("versions").and_then(|v| v.get(&version)) {
+        Some(existing) if same_tarball(existing, dist) => Added::Unchanged,
+        Some(_) => return Err(PublishError::Exists { name, version }),
+        None => Added::New,
+    };
+    let tag_moves = packument
+        .get("dist-tags")
+        .and_then(|tags| tags.get(tag))
+        .and_then(Value::as_str)
+        != Some(version.as_str());
+    if added == Added::New {
+        let doc = version_document(package_json, &name, &version, dist);
+        object_at(&mut packument, "versions").insert(version.clone(), doc);
+        object_at(&mut packument, "time").insert(version.clone(), now.into());
+        object_at(&mut packument, "_attachments").insert(
+            dist.file.clone(),
+            serde_json::json!({ "shasum": dist.shasum, "version": version }),
+        );
+    }
+    object_at(&mut packument, "dist-tags").insert(tag.to_owned(), version.into());
+    if added == Added::New || tag_moves {
+        object_at(&mut packument, "time").insert("modified".to_owned(), now.into());
+    }
+    Ok((Value::Object(packument), added))
+}
+
+fn string_field(doc: &Value, key: &str) -> Option<String> {
+    doc.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn shown(value: Option<&Value>) -> String {
+    value.map_or_else(|| "nothing".to_owned(), Value::to_string)
+}
+
+/// A version or dist-tag usable in a file name and a URL: semver's characters only.
+fn valid_version(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 256
+        && !v.starts_with('.')
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+' | b'_'))
+}
+
+fn new_packument(name: &str, now: &str) -> Map<String, Value> {
+    let mut map = Map::new();
+    map.insert("_id".to_owned(), name.into());
+    map.insert("name".to_owned(), name.into());
+    map.insert("versions".to_owned(), Value::Object(Map::new()));
+    map.insert("dist-tags".to_owned(), Value::Object(Map::new()));
+    map.insert("time".to_owned(), serde_json::json!({ "created": now }));
+    map.insert("_attachments".to_owned(), Value::Object(Map::new()));
+    map
+}
+
+/// Whether a stored version document names the same tarball bytes as `dist`.
+fn same_tarball(existing: &Value, dist: &Dist) -> bool {
+    match existing.pointer("/dist/integrity").and_then(Value::as_str) {
+        Some(integrity) => integrity == dist.integrity,
+        None => existing.pointer("/dist/shasum").and_then(Value::as_str) == Some(&dist.shasum),
+    }
+}
+
+fn version_document(package_json: &Value, name: &str, version: &str, dist: &Dist) -> Value {
+    let mut doc = package_json.as_object().cloned().unwrap_or_default();
+    doc.insert("_id".to_owned(), format!("{name}@{version}").into());
+    doc.insert(
+        "dist".to_owned(),
+        serde_json::json!({
+            "tarball": format!("{name}/-/{}", dist.file),
+            "integrity": dist.integrity,
+            "shasum": dist.shasum,
+        }),
+    );
+    Value::Object(doc)
+}
+
+/// The object under `key`, made (or replacing a non-object) if needed.
+fn object_at<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    let slot = map
+        .entry(key.to_owned())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
+    }
+    match slot {
+        Value::Object(inner) => inner,
+        _ => unreachable!("made an object just above"),
+    }
+}
+
 /// A JSON pointer token for `s` (RFC 6901).
 fn escape(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
@@ -314,5 +479,72 @@ mod tests {
         assert!(version(&p, "2.0.0").is_none());
         assert!(integrity_of(&p, "util-1.0.0.tgz").unwrap().matches(b"t"));
         assert!(integrity_of(&p, "util-2.0.0.tgz").is_none());
+    }
+
+    fn dist(bytes: &[u8], file: &str) -> Dist {
+        Dist {
+            file: file.to_owned(),
+            integrity: crate::digest::npm_integrity(bytes),
+            shasum: "00".repeat(20),
+        }
+    }
+
+    #[test]
+    fn versions_are_added_and_immutable() {
+        let v1 = json!({"name": "@acme/util", "version": "1.0.0", "main": "index.js"});
+        let d1 = dist(b"one", "util-1.0.0.tgz");
+        let (p, added) = add_version(None, &v1, &d1, "latest", "T1").unwrap();
+        assert_eq!(added, Added::New);
+        assert_eq!(p["name"], "@acme/util");
+        assert_eq!(p["dist-tags"]["latest"], "1.0.0");
+        assert_eq!(p["time"]["created"], "T1");
+        assert_eq!(p["time"]["1.0.0"], "T1");
+        let doc = &p["versions"]["1.0.0"];
+        assert_eq!(doc["_id"], "@acme/util@1.0.0");
+        assert_eq!(doc["main"], "index.js");
+        assert_eq!(doc["dist"]["tarball"], "@acme/util/-/util-1.0.0.tgz");
+        assert_eq!(
+            integrity_of(&p, "util-1.0.0.tgz"),
+            Expected::from_integrity(&d1.integrity)
+        );
+
+        let v2 = json!({"name": "@acme/util", "version": "2.0.0-rc.1"});
+        let d2 = dist(b"two", "util-2.0.0-rc.1.tgz");
+        let (p, _) = add_version(Some(p), &v2, &d2, "next", "T2").unwrap();
+        assert_eq!(
+            p["dist-tags"],
+            json!({"latest": "1.0.0", "next": "2.0.0-rc.1"})
+        );
+        assert_eq!(p["time"]["created"], "T1");
+        assert_eq!(p["time"]["modified"], "T2");
+        assert_eq!(p["versions"].as_object().unwrap().len(), 2);
+
+        let (same, added) = add_version(Some(p.clone()), &v1, &d1, "latest", "T3").unwrap();
+        assert_eq!(added, Added::Unchanged);
+        assert_eq!(same, p, "an identical republish changes nothing");
+        let err = add_version(
+            Some(p.clone()),
+            &v1,
+            &dist(b"other", "util-1.0.0.tgz"),
+            "latest",
+            "T3",
+        );
+        assert!(matches!(err, Err(PublishError::Exists { .. })), "{err:?}");
+
+        let other = json!({"name": "left-pad", "version": "1.0.0"});
+        assert!(matches!(
+            add_version(Some(p.clone()), &other, &d1, "latest", "T"),
+            Err(PublishError::OtherPackage { .. })
+        ));
+        for bad in [
+            json!({"version": "1.0.0"}),
+            json!({"name": "x", "version": "../1"}),
+        ] {
+            assert!(
+                add_version(None, &bad, &d1, "latest", "T").is_err(),
+                "{bad}"
+            );
+        }
+        assert!(add_version(None, &v1, &d1, "1", "T").is_err());
     }
 }

@@ -172,6 +172,16 @@ impl Layout {
         )
     }
 
+    /// The link file recording that a tag pointed at `digest` (registry:2 writes one per
+    /// manifest a tag ever named, beside `current/link`; it lists a tag's history from them).
+    pub fn tag_index_link(&self, name: &str, tag: &str, digest: &Digest) -> String {
+        format!(
+            "{}/repositories/{name}/_manifests/tags/{tag}/index/sha256/{}/link",
+            self.base,
+            digest.hex()
+        )
+    }
+
     /// The folder listing a repository's tags (one folder per tag).
     pub fn tags(&self, name: &str) -> String {
         format!("{}/repositories/{name}/_manifests/tags/", self.base)
@@ -395,6 +405,13 @@ mod tests {
         assert_eq!(
             under.tag_link("acme/app", "1.0"),
             "reg/docker/registry/v2/repositories/acme/app/_manifests/tags/1.0/current/link"
+        );
+        assert_eq!(
+            under.tag_index_link("acme/app", "1.0", &d),
+            format!(
+                "reg/docker/registry/v2/repositories/acme/app/_manifests/tags/1.0/index/sha256/{}/link",
+                d.hex()
+            )
         );
         assert!(under
             .layer_link("x", &d)
