@@ -31,6 +31,19 @@ auth=$(sed -nE 's/^auth: +curl -i -H "(Authorization: Bearer [^"]+)" (http[^ ]+)
 header=${auth% *}; private=${auth##* }
 [[ $(curl -s -o /dev/null -w '%{http_code}' "$private") == 401 ]] || { echo "smoke: $private without a token is not 401" >&2; exit 1; }
 curl -sf -H "$header" "$private" >/dev/null || { echo "smoke: $private with the token failed" >&2; exit 1; }
+# The package routes: the sample packument names tarballs through the edge, and the sample
+# image's manifest carries its digest.
+npm=$(sed -nE 's/^npm: +npm install --registry (http[^ ]+) (.*)$/\1\2/p' "$out")
+[[ -n $npm ]] || { cat "$out"; echo "smoke: no npm line" >&2; exit 1; }
+packument=$(curl -sf "$npm") || { echo "smoke: $npm failed" >&2; exit 1; }
+tarball=$(grep -oE '"tarball":"[^"]+"' <<<"$packument" | head -1 | cut -d'"' -f4)
+[[ $tarball == "${npm%/npm/*}/npm/demo-hello/-/demo-hello-1.0.0.tgz" ]] \
+    || { echo "smoke: tarball URL $tarball does not lead through the edge" >&2; exit 1; }
+curl -sf -o /dev/null "$tarball" || { echo "smoke: $tarball failed" >&2; exit 1; }
+manifest=$(curl -sfi "${npm%/npm/*}/v2/demo/hello/manifests/1.0") \
+    || { echo "smoke: the sample image's manifest failed" >&2; exit 1; }
+grep -qi '^docker-content-digest: sha256:' <<<"$manifest" \
+    || { echo "$manifest"; echo "smoke: no Docker-Content-Digest" >&2; exit 1; }
 metrics=$(sed -nE 's/^  edge metrics +(http[^ ]+).*/\1/p' "$out")
 counted=$(curl -sf "$metrics")
 grep -q '^cdn_request_duration_seconds_count{cache="hit",tier="edge"} [1-9]' <<<"$counted" \
@@ -48,4 +61,4 @@ for bin in origin-adapter shield edge-pop; do
         echo "smoke: $bin still running after SIGINT" >&2; exit 1
     fi
 done
-echo "smoke: quick start ok (miss, then edge hit, counted in /metrics; the token opens /private/; stopped on SIGINT)"
+echo "smoke: quick start ok (miss, then edge hit, counted in /metrics; the token opens /private/; the sample package and image; stopped on SIGINT)"

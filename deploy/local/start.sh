@@ -77,6 +77,8 @@ stack is up (config: $config)
   edge metrics    http://$edge_admin/metrics   (each tier: /metrics, /healthz, /readyz)
 
 try:  curl -i http://$edge/hello.txt
+npm:  npm install --registry http://$edge/npm/ demo-hello
+oci:  skopeo copy --src-tls-verify=false docker://$edge/demo/hello:1.0 oci:hello:1.0
 MSG
 if [[ -e $root/var/keys/local.key.pem && $config == "$root/config.yaml" ]]; then
     token=$("$bindir/cdn-admin" token --key "$root/var/keys/local.key.pem" --id local \
