@@ -1,7 +1,7 @@
 //! origin-adapter: serves the origin over HTTP (GET and HEAD) from S3-compatible storage or a
 //! local directory, through object_store.
 //!
-//! This crate is the only one that knows object_store. It does not cache and does not link the
+//! This crate is the only tier that knows object_store. It does not cache and does not link the
 //! proxy library or the cache: every request is answered from the backend, streamed, with
 //! validators, ranges and preconditions handled here.
 //!
