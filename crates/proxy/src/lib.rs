@@ -25,6 +25,7 @@ mod admin;
 mod admission;
 mod cacheability;
 mod outcome;
+mod packages;
 mod phases;
 mod respond;
 mod storage;

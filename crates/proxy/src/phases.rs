@@ -4,6 +4,7 @@
 use crate::admission::{self, Admitted, Gate, Pass, TierTrust};
 use crate::cacheability;
 use crate::outcome;
+use crate::packages::{self, TarballUrls};
 use crate::respond::{self, Headers};
 use crate::upstream::Upstreams;
 use async_trait::async_trait;
@@ -103,6 +104,8 @@ pub struct Ctx {
     outcome: Outcome,
     /// The `Cache-Status` value sent, for the access log.
     cache_status: Option<String>,
+    /// The packument's tarball URLs being pointed at the client's host (edge).
+    tarball_urls: Option<TarballUrls>,
 }
 
 #[async_trait]
@@ -123,6 +126,7 @@ impl ProxyHttp for TierProxy {
             upstream: UpstreamEntries::default(),
             outcome: Outcome::default(),
             cache_status: None,
+            tarball_urls: None,
         }
     }
 
@@ -384,6 +388,29 @@ impl ProxyHttp for TierProxy {
             // Aimed at the CDN's tiers (RFC 9213): clients never see it.
             resp.remove_header(cacheability::CDN_CACHE_CONTROL);
         }
+        let points = ctx
+            .admitted
+            .as_ref()
+            .is_some_and(|a| packages::points_tarballs(self.tier, a, resp.status.as_u16()));
+        if points {
+            let req = session.req_header();
+            let host = req
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri.authority().map(|a| a.as_str()));
+            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+            if let Some(origin) = packages::client_origin(host, tls) {
+                // The body's length changes: sent chunked (HTTP/1.1) or framed (HTTP/2).
+                resp.remove_header(&http::header::CONTENT_LENGTH);
+                if req.version == http::Version::HTTP_11 {
+                    resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+                }
+                if req.method != http::Method::HEAD {
+                    ctx.tarball_urls = Some(TarballUrls::new(&origin));
+                }
+            }
+        }
         if ctx
             .admitted
             .as_ref()
@@ -403,6 +430,20 @@ impl ProxyHttp for TierProxy {
         }
         ctx.cache_status = self.decoration(ctx).apply(&mut Headers(resp));
         Ok(())
+    }
+
+    /// Hits and misses alike (pingora-proxy calls it from `proxy_cache_hit` too).
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if let Some(urls) = ctx.tarball_urls.as_mut() {
+            urls.filter(body, end_of_stream);
+        }
+        Ok(None)
     }
 
     /// Stale copies are served while they revalidate (within their stale-while-revalidate

@@ -1,0 +1,217 @@
+//! What the package formats change in how a proxy tier treats a request, by what its route's
+//! paths name (`cdn_config::Naming`); the formats themselves are `cdn_registry`'s.
+//!
+//! - npm routes: at the edge, a packument's path-absolute tarball URLs are pointed at the
+//!   scheme and host the client came in by ([`TarballUrls`]; the stored copy keeps the paths,
+//!   so every host gets its own URLs from one copy).
+
+use crate::admission::Admitted;
+use bytes::Bytes;
+use cdn_config::Naming;
+use cdn_observe::Tier;
+use cdn_registry::npm;
+
+/// What an admitted request on an npm route names.
+fn npm_request(admitted: &Admitted) -> Option<npm::Request> {
+    if admitted.policy.naming != Naming::Npm {
+        return None;
+    }
+    npm::Request::parse(admitted.route_rest())
+}
+
+/// What packuments say before a path-absolute tarball URL.
+const TARBALL: &[u8] = br#""tarball":"/"#;
+
+/// `<scheme>://<host>` as the client reached this tier, when its host (`Host`, or HTTP/2's
+/// `:authority`) is a plain `host[:port]`; `None` otherwise (the URLs are then left as paths).
+pub fn client_origin(host: Option<&str>, tls: bool) -> Option<String> {
+    let host = host.filter(|h| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    })?;
+    let scheme = if tls { "https" } else { "http" };
+    Some(format!("{scheme}://{host}"))
+}
+
+/// Whether this tier points the tarball URLs of this response at the client's host: at the
+/// edge, on an npm route, a 200 to a packument request.
+pub fn points_tarballs(tier: Tier, admitted: &Admitted, status: u16) -> bool {
+    tier == Tier::Edge
+        && status == 200
+        && matches!(npm_request(admitted), Some(npm::Request::Packument { .. }))
+}
+
+/// Rewrites `"tarball":"/` to `"tarball":"<origin>/` in a body streamed in chunks: a chunk's
+/// tail that may begin the pattern is held until the next chunk (or the end) says.
+#[derive(Debug)]
+pub struct TarballUrls {
+    replacement: Vec<u8>,
+    held: Vec<u8>,
+}
+
+impl TarballUrls {
+    /// `origin` as [`client_origin`] gives it.
+    pub fn new(origin: &str) -> TarballUrls {
+        let mut replacement = br#""tarball":""#.to_vec();
+        replacement.extend_from_slice(origin.as_bytes());
+        replacement.push(b'/');
+        TarballUrls {
+            replacement,
+            held: Vec::new(),
+        }
+    }
+
+    /// Rewrites one chunk of the body (`None` or empty: nothing to send yet).
+    pub fn filter(&mut self, body: &mut Option<Bytes>, end: bool) {
+        let mut data = std::mem::take(&mut self.held);
+        if let Some(chunk) = body.take() {
+            data.extend_from_slice(&chunk);
+        }
+        let hold = if end { 0 } else { pattern_start(&data) };
+        let ready = data.len() - hold;
+        self.held = data[ready..].to_vec();
+        let out = replace_all(&data[..ready], TARBALL, &self.replacement);
+        *body = (!out.is_empty()).then(|| Bytes::from(out));
+    }
+}
+
+/// The length of the longest tail of `data` that is a proper beginning of the pattern.
+fn pattern_start(data: &[u8]) -> usize {
+    (1..TARBALL.len().min(data.len() + 1))
+        .rev()
+        .find(|&n| data.ends_with(&TARBALL[..n]))
+        .unwrap_or(0)
+}
+
+fn replace_all(data: &[u8], pattern: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + with.len() * 4);
+    let mut rest = data;
+    while let Some(at) = rest.windows(pattern.len()).position(|w| w == pattern) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(with);
+        rest = &rest[at + pattern.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cdn_config::RoutePolicy;
+    use cdn_http::Target;
+
+    fn admitted(prefix: &str, path: &str, naming: Naming) -> Admitted {
+        let target = Target::parse(&path.parse().unwrap(), None).unwrap();
+        let policy = RoutePolicy {
+            naming,
+            ..test_policy()
+        };
+        Admitted {
+            upstream_target: target.encoded_path(),
+            target,
+            policy,
+            pass: crate::admission::Pass::AsIs,
+            route_prefix: prefix.to_owned(),
+        }
+    }
+
+    fn test_policy() -> RoutePolicy {
+        RoutePolicy {
+            ttl: std::time::Duration::from_secs(60),
+            cacheable: true,
+            auth_required: false,
+            stale_if_error: std::time::Duration::ZERO,
+            heuristic: Default::default(),
+            negative_ttl: std::time::Duration::from_secs(1),
+            query: Default::default(),
+            pass_writes: false,
+            naming: Naming::Path,
+            rate_limit: Default::default(),
+        }
+    }
+
+    fn rewrite_in_chunks(body: &[u8], size: usize) -> Vec<u8> {
+        let mut urls = TarballUrls::new("http://cdn.example:8080");
+        let mut out = Vec::new();
+        let chunks: Vec<&[u8]> = body.chunks(size.max(1)).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let mut b = Some(Bytes::copy_from_slice(chunk));
+            urls.filter(&mut b, i + 1 == chunks.len());
+            out.extend_from_slice(&b.unwrap_or_default());
+        }
+        out
+    }
+
+    #[test]
+    fn tarball_urls_point_at_the_client_host_in_any_chunking() {
+        let body = br#"{"name":"@acme/util","versions":{"1.0.0":{"dist":{"tarball":"/npm/@acme/util/-/util-1.0.0.tgz","integrity":"x"}},"1.1.0":{"dist":{"tarball":"/npm/@acme/util/-/util-1.1.0.tgz"}}},"readme":"\"tarball\":\"http://x/"}"#;
+        let expected = br#"{"name":"@acme/util","versions":{"1.0.0":{"dist":{"tarball":"http://cdn.example:8080/npm/@acme/util/-/util-1.0.0.tgz","integrity":"x"}},"1.1.0":{"dist":{"tarball":"http://cdn.example:8080/npm/@acme/util/-/util-1.1.0.tgz"}}},"readme":"\"tarball\":\"http://x/"}"#;
+        for size in 1..=body.len() {
+            assert_eq!(
+                String::from_utf8(rewrite_in_chunks(body, size)).unwrap(),
+                String::from_utf8(expected.to_vec()).unwrap(),
+                "chunks of {size}"
+            );
+        }
+        // A tail that begins the pattern but is not it comes out at the end, unchanged.
+        assert_eq!(rewrite_in_chunks(br#"x"tarball":"#, 3), br#"x"tarball":"#);
+        assert_eq!(rewrite_in_chunks(b"", 1), b"");
+    }
+
+    #[test]
+    fn a_held_tail_is_not_sent_early() {
+        let mut urls = TarballUrls::new("https://h");
+        let mut b = Some(Bytes::from_static(br#"{"tarball":"#));
+        urls.filter(&mut b, false);
+        assert_eq!(b.as_deref(), Some(&b"{"[..]));
+        let mut b = Some(Bytes::from_static(br#""/a"}"#));
+        urls.filter(&mut b, false);
+        assert_eq!(b.as_deref(), Some(&br#""tarball":"https://h/a"}"#[..]));
+        let mut b = None;
+        urls.filter(&mut b, true);
+        assert_eq!(b, None);
+    }
+
+    #[test]
+    fn only_plain_hosts_are_written_into_urls() {
+        assert_eq!(
+            client_origin(Some("cdn.example:8080"), false).as_deref(),
+            Some("http://cdn.example:8080")
+        );
+        assert_eq!(
+            client_origin(Some("[::1]:8443"), true).as_deref(),
+            Some("https://[::1]:8443")
+        );
+        for bad in [
+            "",
+            "a/b",
+            "a\"b",
+            "user@host",
+            "h?x",
+            "h#x",
+            "é.example",
+            "a b",
+        ] {
+            assert_eq!(client_origin(Some(bad), false), None, "{bad}");
+        }
+        assert_eq!(client_origin(None, false), None);
+    }
+
+    #[test]
+    fn packuments_at_the_edge_only() {
+        let packument = admitted("/npm/", "/npm/@acme/util", Naming::Npm);
+        assert!(points_tarballs(Tier::Edge, &packument, 200));
+        assert!(!points_tarballs(Tier::Shield, &packument, 200));
+        assert!(!points_tarballs(Tier::Edge, &packument, 206));
+        for (path, naming) in [
+            ("/npm/@acme/util/-/util-1.0.0.tgz", Naming::Npm),
+            ("/npm/@acme/util/1.0.0", Naming::Npm),
+            ("/npm/@acme/util", Naming::Path),
+        ] {
+            let other = admitted("/npm/", path, naming);
+            assert!(!points_tarballs(Tier::Edge, &other, 200), "{path}");
+        }
+    }
+}
