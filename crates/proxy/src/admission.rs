@@ -4,7 +4,7 @@
 //! covers, and methods the route does not pass; then the tier's own `Gate` has its say (the
 //! edge's: rate limits and auth).
 
-use cdn_config::{Route, RoutePolicy, Routes};
+use cdn_config::{Naming, Route, RoutePolicy, Routes};
 use cdn_http::{trust, HttpError, Secret, Target};
 use http::Method;
 use pingora::cache::CacheKey;
@@ -131,6 +131,18 @@ fn upstream_target(target: &Target, policy: &RoutePolicy) -> String {
         upstream_target.push_str(&query);
     }
     upstream_target
+}
+
+/// How the routes name what a request's path names, for the form of a refusal: by its
+/// canonical path, or by its path as sent when it has none (a refused spelling).
+pub fn naming_of(req: &RequestHeader, routes: &Routes) -> Naming {
+    let canonical = Target::parse(&req.uri, host(req).as_deref()).ok();
+    let path = canonical
+        .as_ref()
+        .map_or_else(|| req.uri.path(), Target::path);
+    routes
+        .find(path)
+        .map_or(Naming::Path, |(_, route)| route.policy.naming)
 }
 
 /// The admitted request, or why this tier won't serve it.

@@ -4,12 +4,13 @@
 //! - npm routes: at the edge, a packument's path-absolute tarball URLs are pointed at the
 //!   scheme and host the client came in by ([`TarballUrls`]; the stored copy keeps the paths,
 //!   so every host gets its own URLs from one copy).
+//! - oci routes: a tier's own answers take the registry's JSON error form ([`own_error`]).
 
 use crate::admission::Admitted;
 use bytes::Bytes;
 use cdn_config::Naming;
 use cdn_observe::Tier;
-use cdn_registry::npm;
+use cdn_registry::{npm, oci};
 
 /// What an admitted request on an npm route names.
 fn npm_request(admitted: &Admitted) -> Option<npm::Request> {
@@ -17,6 +18,24 @@ fn npm_request(admitted: &Admitted) -> Option<npm::Request> {
         return None;
     }
     npm::Request::parse(admitted.route_rest())
+}
+
+/// The body and the fields a tier's own answer with `status` takes instead of its plain text,
+/// on a route under `naming`: the registry's JSON error on oci routes (docker and skopeo read
+/// it); `None` elsewhere.
+pub fn own_error(
+    naming: Naming,
+    status: u16,
+) -> Option<(String, [(&'static str, &'static str); 2])> {
+    (naming == Naming::Oci).then(|| {
+        (
+            oci::ErrorCode::for_status(status).body(None),
+            [
+                ("content-type", "application/json"),
+                (oci::API_VERSION_HEADER, oci::API_VERSION),
+            ],
+        )
+    })
 }
 
 /// What packuments say before a path-absolute tarball URL.
@@ -213,5 +232,19 @@ mod tests {
             let other = admitted("/npm/", path, naming);
             assert!(!points_tarballs(Tier::Edge, &other, 200), "{path}");
         }
+    }
+
+    #[test]
+    fn registry_errors_on_oci_routes_only() {
+        let (body, fields) = own_error(Naming::Oci, 401).unwrap();
+        assert!(body.contains(r#""code":"UNAUTHORIZED""#), "{body}");
+        assert!(fields.contains(&("content-type", "application/json")));
+        assert!(fields.contains(&(oci::API_VERSION_HEADER, oci::API_VERSION)));
+        assert!(own_error(Naming::Oci, 403)
+            .unwrap()
+            .0
+            .contains(r#""code":"DENIED""#));
+        assert!(own_error(Naming::Npm, 401).is_none());
+        assert!(own_error(Naming::Path, 401).is_none());
     }
 }

@@ -176,7 +176,9 @@ impl ProxyHttp for TierProxy {
                 Ok(false)
             }
             Err(refused) => {
-                ctx.cache_status = respond::error(session, &refused, &self.decoration(ctx)).await?;
+                let naming = admission::naming_of(session.req_header(), &self.routes);
+                ctx.cache_status =
+                    respond::error(session, &refused, naming, &self.decoration(ctx)).await?;
                 Ok(true)
             }
         }
@@ -468,7 +470,11 @@ impl ProxyHttp for TierProxy {
             // Nothing the upstream sent is passed on: the entry says only that this tier
             // looked (or not) and failed.
             ctx.outcome = Outcome::failed(ctx.looked_up, status);
-            match respond::error(session, &failure, &self.decoration(ctx)).await {
+            let naming = match &ctx.admitted {
+                Some(admitted) => admitted.policy.naming,
+                None => admission::naming_of(session.req_header(), &self.routes),
+            };
+            match respond::error(session, &failure, naming, &self.decoration(ctx)).await {
                 Ok(sent) => ctx.cache_status = sent,
                 Err(e) => tracing::debug!(error = %e, "could not send the error response"),
             }

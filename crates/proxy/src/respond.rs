@@ -3,7 +3,9 @@
 //! response header), and an error's status, body and headers from `cdn_http::HttpError`. This
 //! module maps Pingora's failures onto that one error type.
 
+use crate::packages;
 use bytes::Bytes;
+use cdn_config::Naming;
 use cdn_http::HttpError;
 use cdn_observe::{Decoration, HeaderSink};
 use pingora::http::ResponseHeader;
@@ -50,18 +52,28 @@ pub fn failure(e: &Error) -> Option<HttpError> {
     })
 }
 
-/// Writes `error` as this tier's own answer, dressed by `decoration`; returns the
-/// `Cache-Status` it sent.
+/// Writes `error` as this tier's own answer, dressed by `decoration`, in the form the route's
+/// `naming` calls for (the registry's JSON errors on oci routes, every other field kept);
+/// returns the `Cache-Status` it sent.
 pub async fn error(
     session: &mut Session,
     error: &HttpError,
+    naming: Naming,
     decoration: &Decoration<'_>,
 ) -> Result<Option<String>> {
-    let body = Bytes::from(error.body());
     let mut resp = ResponseHeader::build(error.status(), Some(8))?;
     for (name, value) in error.headers() {
         resp.insert_header(name, value)?;
     }
+    let body = match packages::own_error(naming, error.status()) {
+        Some((body, fields)) => {
+            for (name, value) in fields {
+                resp.insert_header(name, value)?;
+            }
+            Bytes::from(body)
+        }
+        None => Bytes::from(error.body()),
+    };
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     let cache_status = decoration.apply(&mut Headers(&mut resp));
     let head_only = session.req_header().method == http::Method::HEAD;
