@@ -5,12 +5,16 @@
 //!   scheme and host the client came in by ([`TarballUrls`]; the stored copy keeps the paths,
 //!   so every host gets its own URLs from one copy).
 //! - oci routes: a tier's own answers take the registry's JSON error form ([`own_error`]).
+//! - integrity: at the shield, a full 200 body is hashed as it passes when what it must hash to
+//!   is known — the digest an oci path names, else the upstream's `Repr-Digest` ([`Integrity`]).
 
 use crate::admission::Admitted;
 use bytes::Bytes;
 use cdn_config::Naming;
 use cdn_observe::Tier;
+use cdn_registry::digest::{Check, Expected, REPR_DIGEST};
 use cdn_registry::{npm, oci};
+use pingora::http::ResponseHeader;
 
 /// What an admitted request on an npm route names.
 fn npm_request(admitted: &Admitted) -> Option<npm::Request> {
@@ -113,6 +117,59 @@ fn replace_all(data: &[u8], pattern: &[u8], with: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(rest);
     out
+}
+
+/// A body being checked against what it must hash to.
+#[derive(Debug)]
+pub struct Integrity {
+    expected: Expected,
+    check: Check,
+}
+
+impl Integrity {
+    /// At the shield, for a full 200 body from upstream to a GET: the digest an oci path names
+    /// (blobs, manifests by digest; taken from the path, never from a header), else the
+    /// response's `Repr-Digest` (sha-256 or sha-512). `None` when nothing is known, or for
+    /// HEAD and partial answers.
+    pub fn of(
+        tier: Tier,
+        admitted: &Admitted,
+        method: &http::Method,
+        resp: &ResponseHeader,
+    ) -> Option<Integrity> {
+        if tier != Tier::Shield || method != http::Method::GET || resp.status != 200 {
+            return None;
+        }
+        let expected = if admitted.policy.naming == Naming::Oci {
+            oci::Request::parse(admitted.route_rest())
+                .ok()?
+                .digest()
+                .map(|d| d.expected())
+        } else {
+            resp.headers
+                .get(REPR_DIGEST)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Expected::from_repr_digest)
+        }?;
+        Some(Integrity {
+            check: expected.check(),
+            expected,
+        })
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.check.update(bytes);
+    }
+
+    /// Whether the whole body hashed to what was expected; if not, the expected digest (for
+    /// the log).
+    pub fn finish(self) -> Result<(), String> {
+        if self.check.finish() {
+            Ok(())
+        } else {
+            Err(self.expected.repr_digest())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -232,6 +289,38 @@ mod tests {
             let other = admitted("/npm/", path, naming);
             assert!(!points_tarballs(Tier::Edge, &other, 200), "{path}");
         }
+    }
+
+    #[test]
+    fn integrity_is_known_from_oci_paths_and_repr_digest() {
+        let body = b"layer bytes";
+        let digest = cdn_registry::digest::Digest::of(body);
+        let blob = admitted("/v2/", &format!("/v2/acme/app/blobs/{digest}"), Naming::Oci);
+        let ok = ResponseHeader::build(200, None).unwrap();
+        let get = http::Method::GET;
+        let mut check = Integrity::of(Tier::Shield, &blob, &get, &ok).unwrap();
+        check.update(&body[..5]);
+        check.update(&body[5..]);
+        assert!(check.finish().is_ok());
+        let mut check = Integrity::of(Tier::Shield, &blob, &get, &ok).unwrap();
+        check.update(b"other bytes");
+        assert_eq!(check.finish(), Err(digest.expected().repr_digest()));
+        assert!(Integrity::of(Tier::Edge, &blob, &get, &ok).is_none());
+        assert!(Integrity::of(Tier::Shield, &blob, &http::Method::HEAD, &ok).is_none());
+        let partial = ResponseHeader::build(206, None).unwrap();
+        assert!(Integrity::of(Tier::Shield, &blob, &get, &partial).is_none());
+        let tag = admitted("/v2/", "/v2/acme/app/manifests/latest", Naming::Oci);
+        assert!(Integrity::of(Tier::Shield, &tag, &get, &ok).is_none());
+
+        // Elsewhere, only what the upstream's Repr-Digest says.
+        let tarball = admitted("/npm/", "/npm/a/-/a-1.0.0.tgz", Naming::Npm);
+        assert!(Integrity::of(Tier::Shield, &tarball, &get, &ok).is_none());
+        let mut with = ResponseHeader::build(200, None).unwrap();
+        with.insert_header(REPR_DIGEST, digest.expected().repr_digest())
+            .unwrap();
+        let mut check = Integrity::of(Tier::Shield, &tarball, &get, &with).unwrap();
+        check.update(body);
+        assert!(check.finish().is_ok());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::admission::{self, Admitted, Gate, Pass, TierTrust};
 use crate::cacheability;
 use crate::outcome;
-use crate::packages::{self, TarballUrls};
+use crate::packages::{self, Integrity, TarballUrls};
 use crate::respond::{self, Headers};
 use crate::upstream::Upstreams;
 use async_trait::async_trait;
@@ -104,6 +104,10 @@ pub struct Ctx {
     outcome: Outcome,
     /// The `Cache-Status` value sent, for the access log.
     cache_status: Option<String>,
+    /// The method sent upstream (a HEAD may be sent as GET to fill the cache).
+    upstream_method: Option<http::Method>,
+    /// The upstream body being hashed against what it must hash to (shield).
+    integrity: Option<Integrity>,
     /// The packument's tarball URLs being pointed at the client's host (edge).
     tarball_urls: Option<TarballUrls>,
 }
@@ -126,6 +130,8 @@ impl ProxyHttp for TierProxy {
             upstream: UpstreamEntries::default(),
             outcome: Outcome::default(),
             cache_status: None,
+            upstream_method: None,
+            integrity: None,
             tarball_urls: None,
         }
     }
@@ -277,6 +283,7 @@ impl ProxyHttp for TierProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         req.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        ctx.upstream_method = Some(req.method.clone());
         // Whatever secret came in stays here; the next tier gets this tier's own.
         req.remove_header(cdn_http::trust::HEADER);
         if let Some(secret) = &self.trust.presents {
@@ -319,7 +326,7 @@ impl ProxyHttp for TierProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -358,19 +365,46 @@ impl ProxyHttp for TierProxy {
         };
         self.metrics.upstream(result);
         ctx.upstream_counted = true;
+        if let Some(admitted) = &ctx.admitted {
+            let method = ctx
+                .upstream_method
+                .as_ref()
+                .unwrap_or(&session.req_header().method);
+            ctx.integrity = Integrity::of(self.tier, admitted, method, resp);
+        }
         Ok(())
     }
 
+    /// Runs before the cache sees each chunk (pingora-proxy's `h1_response_filter`): an error
+    /// at the end of the body leaves the fill unfinished, so nothing is stored and the client's
+    /// body stops short.
     fn upstream_response_body_filter(
         &self,
         _session: &mut Session,
-        _body: &mut Option<Bytes>,
+        body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
+        if let (Some(integrity), Some(bytes)) = (ctx.integrity.as_mut(), body.as_ref()) {
+            integrity.update(bytes);
+        }
         if end_of_stream {
             if let Some(started) = ctx.upstream_started.take() {
                 self.metrics.upstream_last_byte(started.elapsed());
+            }
+            if let Some(Err(expected)) = ctx.integrity.take().map(Integrity::finish) {
+                self.metrics.integrity_failure();
+                let path = ctx.admitted.as_ref().map_or("", |a| a.target.path());
+                tracing::warn!(
+                    path,
+                    expected,
+                    "upstream body does not match its digest: not stored, not served whole"
+                );
+                return Error::e_explain(
+                    pingora::ErrorType::Custom("integrity"),
+                    "upstream body does not match its digest",
+                )
+                .map_err(|e| e.into_up());
             }
         }
         Ok(None)

@@ -1,8 +1,11 @@
 //! The package formats through edge → shield, against a scripted origin standing in for
 //! origin-adapter's npm and registry sides: packuments' tarball URLs pointed at the host the
-//! client used (hit and miss, one stored copy).
+//! client used (hit and miss, one stored copy), bodies that do not match their digest neither
+//! stored nor served whole.
 
-use testkit::{raw_request, request, Backend, Canned, ScriptedOrigin, Seen, Stack, StackOptions};
+use testkit::{
+    metric_sum, raw_request, request, Backend, Canned, ScriptedOrigin, Seen, Stack, StackOptions,
+};
 
 fn stack_before(origin: &ScriptedOrigin) -> (tempfile::TempDir, Stack) {
     let unused = tempfile::tempdir().unwrap();
@@ -129,4 +132,76 @@ fn tarball_urls_lead_back_through_the_edge() {
         &version.body[..],
         br#"{"dist":{"tarball":"/npm/@acme/util/-/util-1.0.0.tgz"}}"#
     );
+}
+
+/// `sha256:<hex>` of `bytes`.
+fn oci_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", testkit::sha256_hex(bytes))
+}
+
+#[test]
+fn bodies_that_do_not_match_their_digest_are_neither_stored_nor_served_whole() {
+    let good = b"the layer as pushed".repeat(1000);
+    let bad = b"the layer, corrupted".repeat(1000);
+    let good_path = format!("/v2/acme/app/blobs/{}", oci_digest(&good));
+    // Another repository's copy of the blob, corrupted on its way.
+    let bad_path = format!("/v2/acme/bad/blobs/{}", oci_digest(&good));
+    let (good_, bad_, good_path_) = (good.clone(), bad.clone(), good_path.clone());
+    let repr = cdn_registry::digest::Digest::of(&good)
+        .expected()
+        .repr_digest();
+    let origin = ScriptedOrigin::start(move |req: &Seen| {
+        if req.path() == good_path_ {
+            return Canned::new(200, &[], &good_);
+        }
+        match req.path() {
+            // A tarball whose Repr-Digest is another body's.
+            "/npm/a/-/a-1.0.0.tgz" => Canned::new(200, &[("repr-digest", repr.as_str())], &bad_),
+            "/npm/a/-/a-1.1.0.tgz" => Canned::new(200, &[("repr-digest", repr.as_str())], &good_),
+            _ => Canned::new(200, &[], &bad_),
+        }
+    });
+    let (_dir, stack) = stack_before(&origin);
+    let secret = stack.tier_header(stack.shield);
+    let secret: Vec<(&str, &str)> = secret.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let failures = || metric_sum(stack.shield_admin, "cdn_integrity_failures_total");
+    assert_eq!(failures(), 0.0);
+
+    // The registry's blob whose bytes are not what its path names.
+    for round in 1..=2 {
+        let r = raw_request(stack.shield, "GET", &bad_path, &secret);
+        let whole = r.status == 200 && r.body == bad;
+        assert!(!whole, "round {round}: a complete 200 body");
+        assert_eq!(origin.count(&bad_path), round, "round {round}: not a hit");
+        assert_eq!(failures(), round as f64);
+    }
+    // Through the edge, on an npm tarball with a Repr-Digest: cut short there too, not stored.
+    for round in 1..=2 {
+        let r = raw_request(stack.edge, "GET", "/npm/a/-/a-1.0.0.tgz", &[]);
+        let length: Option<usize> = r.header("content-length").and_then(|l| l.parse().ok());
+        assert!(
+            r.status != 200 || length.is_none_or(|l| r.body.len() < l),
+            "round {round}: a complete 200 body"
+        );
+        assert_eq!(origin.count("/npm/a/-/a-1.0.0.tgz"), round);
+    }
+    assert_eq!(failures(), 4.0);
+
+    // Bodies that match are stored and hit.
+    for path in [good_path.as_str(), "/npm/a/-/a-1.1.0.tgz"] {
+        for _ in 0..2 {
+            let r = raw_request(stack.shield, "GET", path, &secret);
+            assert_eq!((r.status, r.body == good), (200, true), "{path}");
+        }
+        assert_eq!(origin.count(path), 1, "{path}: stored, then a hit");
+    }
+    // HEAD and ranges are not checked (nothing whole to hash).
+    let head = raw_request(
+        stack.shield,
+        "HEAD",
+        "/v2/acme/app/blobs/sha256:ab",
+        &secret,
+    );
+    assert_ne!(head.status, 0);
+    assert_eq!(failures(), 4.0);
 }
