@@ -365,6 +365,11 @@ impl ProxyHttp for TierProxy {
         };
         self.metrics.upstream(result);
         ctx.upstream_counted = true;
+        if let Some(stale) =
+            respond::stale_instead(resp.status, session.cache.can_serve_stale_error())
+        {
+            return Err(stale);
+        }
         if let Some(admitted) = &ctx.admitted {
             let method = ctx
                 .upstream_method

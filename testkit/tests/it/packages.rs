@@ -1,8 +1,11 @@
 //! The package formats through edge → shield, against a scripted origin standing in for
 //! origin-adapter's npm and registry sides: packuments' tarball URLs pointed at the host the
 //! client used (hit and miss, one stored copy), bodies that do not match their digest neither
-//! stored nor served whole.
+//! stored nor served whole, stale copies standing in for an upstream's 429.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 use testkit::{
     metric_sum, raw_request, request, Backend, Canned, ScriptedOrigin, Seen, Stack, StackOptions,
 };
@@ -204,4 +207,40 @@ fn bodies_that_do_not_match_their_digest_are_neither_stored_nor_served_whole() {
     );
     assert_ne!(head.status, 0);
     assert_eq!(failures(), 4.0);
+}
+
+#[test]
+fn a_stale_copy_stands_in_for_an_upstream_429() {
+    let shedding = Arc::new(AtomicBool::new(false));
+    let shedding_ = shedding.clone();
+    let origin = ScriptedOrigin::start(move |req: &Seen| {
+        if shedding_.load(Ordering::SeqCst) {
+            return Canned::new(429, &[("retry-after", "30")], b"slow down");
+        }
+        match req.path() {
+            "/sie/must" => Canned::new(
+                200,
+                &[("cache-control", "max-age=1, must-revalidate")],
+                b"must",
+            ),
+            _ => Canned::new(200, &[("cache-control", "max-age=1")], b"plain"),
+        }
+    });
+    let (_dir, stack) = stack_before(&origin);
+    assert_eq!(request("GET", &stack.url("/sie/plain"), &[]).status, 200);
+    assert_eq!(request("GET", &stack.url("/sie/must"), &[]).status, 200);
+    shedding.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1500));
+    let plain = request("GET", &stack.url("/sie/plain"), &[]);
+    assert_eq!(
+        (plain.status, &plain.body[..]),
+        (200, &b"plain"[..]),
+        "stale if error: {}",
+        plain.cache_status()
+    );
+    assert!(origin.count("/sie/plain") >= 2, "revalidation was tried");
+    // No stale copy allowed: the 429 goes on as it came.
+    let must = request("GET", &stack.url("/sie/must"), &[]);
+    assert_eq!(must.status, 429);
+    assert_eq!(must.header("retry-after"), Some("30"));
 }
