@@ -133,6 +133,12 @@ fn upstream_target(target: &Target, policy: &RoutePolicy) -> String {
     upstream_target
 }
 
+/// The cache key a GET of `target` on a route with `policy` is looked up under, as
+/// [`admit`] computes it for a request.
+pub fn cache_key_of(target: &Target, policy: &RoutePolicy) -> CacheKey {
+    cache_key(&upstream_target(target, policy))
+}
+
 /// How the routes name what a request's path names, for the form of a refusal: by its
 /// canonical path, or by its path as sent when it has none (a refused spelling).
 pub fn naming_of(req: &RequestHeader, routes: &Routes) -> Naming {

@@ -3,17 +3,21 @@
 //!
 //! - npm routes: at the edge, a packument's path-absolute tarball URLs are pointed at the
 //!   scheme and host the client came in by ([`TarballUrls`]; the stored copy keeps the paths,
-//!   so every host gets its own URLs from one copy).
+//!   so every host gets its own URLs from one copy); a tarball or version document fetched
+//!   upstream invalidates its package's stored packument ([`packument_key`]), so a version
+//!   just published is seen at once.
 //! - oci routes: a tier's own answers take the registry's JSON error form ([`own_error`]).
 //! - integrity: at the shield, a full 200 body is hashed as it passes when what it must hash to
 //!   is known — the digest an oci path names, else the upstream's `Repr-Digest` ([`Integrity`]).
 
-use crate::admission::Admitted;
+use crate::admission::{self, Admitted};
 use bytes::Bytes;
 use cdn_config::Naming;
+use cdn_http::Target;
 use cdn_observe::Tier;
 use cdn_registry::digest::{Check, Expected, REPR_DIGEST};
 use cdn_registry::{npm, oci};
+use pingora::cache::CacheKey;
 use pingora::http::ResponseHeader;
 
 /// What an admitted request on an npm route names.
@@ -40,6 +44,24 @@ pub fn own_error(
             ],
         )
     })
+}
+
+/// The key of the stored packument a response invalidates: on an npm route, a 200 from
+/// upstream to a request for one of the package's tarballs or version documents says a
+/// version may have been published since the packument was stored. The key is the one a
+/// request for the packument is looked up under (the admission's own function); dropping it
+/// drops every variant (pingora-cache judges variants older than their primary invalid).
+pub fn packument_key(admitted: &Admitted, upstream_status: u16) -> Option<CacheKey> {
+    if upstream_status != 200 {
+        return None;
+    }
+    let name = match npm_request(admitted)? {
+        npm::Request::Tarball { name, .. } | npm::Request::Version { name, .. } => name,
+        npm::Request::Packument { .. } => return None,
+    };
+    let uri: http::Uri = format!("{}{name}", admitted.route_prefix).parse().ok()?;
+    let target = Target::parse(&uri, None).ok()?;
+    Some(admission::cache_key_of(&target, &admitted.policy))
 }
 
 /// What packuments say before a path-absolute tarball URL.
@@ -177,6 +199,7 @@ mod tests {
     use super::*;
     use cdn_config::RoutePolicy;
     use cdn_http::Target;
+    use pingora::cache::key::CacheHashKey;
 
     fn admitted(prefix: &str, path: &str, naming: Naming) -> Admitted {
         let target = Target::parse(&path.parse().unwrap(), None).unwrap();
@@ -289,6 +312,24 @@ mod tests {
             let other = admitted("/npm/", path, naming);
             assert!(!points_tarballs(Tier::Edge, &other, 200), "{path}");
         }
+    }
+
+    #[test]
+    fn tarballs_and_versions_invalidate_their_packument() {
+        let packument = admitted("/npm/", "/npm/@acme/util", Naming::Npm);
+        for path in ["/npm/@acme/util/-/util-1.0.0.tgz", "/npm/@acme/util/1.0.0"] {
+            let a = admitted("/npm/", path, Naming::Npm);
+            assert_eq!(
+                packument_key(&a, 200).map(|k| k.primary_bin()),
+                Some(packument.cache_key().primary_bin()),
+                "{path}"
+            );
+            assert_eq!(packument_key(&a, 304).map(|k| k.primary_bin()), None);
+            assert_eq!(packument_key(&a, 404).map(|k| k.primary_bin()), None);
+        }
+        assert!(packument_key(&packument, 200).is_none());
+        let plain = admitted("/npm/", "/npm/@acme/util/-/util-1.0.0.tgz", Naming::Path);
+        assert!(packument_key(&plain, 200).is_none());
     }
 
     #[test]

@@ -371,6 +371,10 @@ impl ProxyHttp for TierProxy {
             return Err(stale);
         }
         if let Some(admitted) = &ctx.admitted {
+            if let Some(key) = packages::packument_key(admitted, resp.status.as_u16()) {
+                // A version the stored packument may not list yet: every variant of it goes.
+                self.storage.invalidate(key.combined_bin());
+            }
             let method = ctx
                 .upstream_method
                 .as_ref()

@@ -1,9 +1,10 @@
 //! The package formats through edge → shield, against a scripted origin standing in for
 //! origin-adapter's npm and registry sides: packuments' tarball URLs pointed at the host the
 //! client used (hit and miss, one stored copy), bodies that do not match their digest neither
-//! stored nor served whole, stale copies standing in for an upstream's 429.
+//! stored nor served whole, stale copies standing in for an upstream's 429, and a tarball fetch
+//! that makes the stored packument go.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use testkit::{
@@ -243,4 +244,69 @@ fn a_stale_copy_stands_in_for_an_upstream_429() {
     let must = request("GET", &stack.url("/sie/must"), &[]);
     assert_eq!(must.status, 429);
     assert_eq!(must.header("retry-after"), Some("30"));
+}
+
+#[test]
+fn a_new_version_is_seen_at_once() {
+    let published = Arc::new(AtomicUsize::new(1));
+    let published_ = published.clone();
+    let origin = ScriptedOrigin::start(move |req: &Seen| {
+        let versions: &[&str] = if published_.load(Ordering::SeqCst) == 1 {
+            &["1.0.0"]
+        } else {
+            &["1.0.0", "2.0.0"]
+        };
+        match req.path() {
+            "/npm/@acme/util" => {
+                let abbreviated = req
+                    .header("accept")
+                    .is_some_and(|a| a.contains("install-v1"));
+                let mut body = packument(versions);
+                if abbreviated {
+                    body.extend_from_slice(b" ");
+                }
+                Canned::new(
+                    200,
+                    &[("content-type", "application/json"), ("vary", "Accept")],
+                    &body,
+                )
+            }
+            "/npm/@acme/util/-/util-2.0.0.tgz" => Canned::new(200, &[], b"tarball 2"),
+            _ => Canned::new(404, &[], b"no"),
+        }
+    });
+    let (_dir, stack) = stack_before(&origin);
+    let url = stack.url("/npm/@acme/util");
+    let full = ("accept", "application/json");
+    let abbreviated = ("accept", "application/vnd.npm.install-v1+json");
+    for accept in [full, abbreviated] {
+        for _ in 0..2 {
+            let r = request("GET", &url, &[accept]);
+            assert_eq!(tarballs(&r.body).len(), 1, "{accept:?}");
+        }
+    }
+    assert_eq!(
+        origin.count("/npm/@acme/util"),
+        2,
+        "one fetch per variant, then hits"
+    );
+    published.store(2, Ordering::SeqCst);
+    // Still the stored copy: its TTL (1h) is far off.
+    assert_eq!(tarballs(&request("GET", &url, &[full]).body).len(), 1);
+    // The new version's tarball is fetched: every tier drops the packument, every variant.
+    let tarball = request("GET", &stack.url("/npm/@acme/util/-/util-2.0.0.tgz"), &[]);
+    assert_eq!(
+        (tarball.status, &tarball.body[..]),
+        (200, &b"tarball 2"[..])
+    );
+    for accept in [abbreviated, full] {
+        let r = request("GET", &url, &[accept]);
+        assert_eq!(
+            tarballs(&r.body).len(),
+            2,
+            "{accept:?}: {}",
+            r.cache_status()
+        );
+    }
+    assert_eq!(origin.count("/npm/@acme/util"), 4);
 }
