@@ -158,10 +158,15 @@ fn bodies_that_do_not_match_their_digest_are_neither_stored_nor_served_whole() {
         if req.path() == good_path_ {
             return Canned::new(200, &[], &good_);
         }
+        if req.path().starts_with("/v2/acme/partial/") {
+            let range = format!("bytes 0-3/{}", bad_.len());
+            return Canned::new(206, &[("content-range", range.as_str())], &bad_[..4]);
+        }
         match req.path() {
             // A tarball whose Repr-Digest is another body's.
             "/npm/a/-/a-1.0.0.tgz" => Canned::new(200, &[("repr-digest", repr.as_str())], &bad_),
             "/npm/a/-/a-1.1.0.tgz" => Canned::new(200, &[("repr-digest", repr.as_str())], &good_),
+            "/nocache/x" => Canned::new(200, &[("repr-digest", repr.as_str())], &bad_),
             _ => Canned::new(200, &[], &bad_),
         }
     });
@@ -199,15 +204,23 @@ fn bodies_that_do_not_match_their_digest_are_neither_stored_nor_served_whole() {
         }
         assert_eq!(origin.count(path), 1, "{path}: stored, then a hit");
     }
-    // HEAD and ranges are not checked (nothing whole to hash).
-    let head = raw_request(
-        stack.shield,
-        "HEAD",
-        "/v2/acme/app/blobs/sha256:ab",
-        &secret,
-    );
-    assert_ne!(head.status, 0);
+    // Partial answers and answers to HEAD are not checked: nothing whole to hash.
+    let partial_path = format!("/v2/acme/partial/blobs/{}", oci_digest(&good));
+    let r = raw_request(stack.shield, "GET", &partial_path, &secret);
+    assert_eq!((r.status, &r.body[..]), (206, &bad[..4]));
+    let r = raw_request(stack.shield, "HEAD", "/nocache/x", &secret);
+    assert_eq!(r.status, 200);
+    assert!(origin
+        .seen()
+        .iter()
+        .any(|s| s.path() == "/nocache/x" && s.method == "HEAD"));
     assert_eq!(failures(), 4.0);
+    // A HEAD that misses is filled with a GET (pingora-cache): that body is checked, since it
+    // is what would be stored.
+    let head_path = format!("/v2/acme/head/blobs/{}", oci_digest(&good));
+    let r = raw_request(stack.shield, "HEAD", &head_path, &secret);
+    assert_ne!(r.status, 200);
+    assert_eq!(failures(), 5.0);
 }
 
 #[test]
