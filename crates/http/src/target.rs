@@ -5,7 +5,8 @@
 //!
 //! The path is percent-decoded whole, and refused (400) where decoding could make it mean
 //! something else: `.`/`..` segments and empty segments (raw or encoded), an encoded `/` or
-//! `\` (one answer for both: refused), a raw backslash, invalid UTF-8 (overlong forms
+//! `\` (one answer for both: refused; the one exception is npm's scoped name, `@scope%2fname`,
+//! which is the two segments `@scope/name`), a raw backslash, invalid UTF-8 (overlong forms
 //! included) and control characters (NUL included). What is left is written back in one
 //! encoding ([`Target::encoded_path`]), so the next tier parses the same target again.
 //!
@@ -15,6 +16,7 @@
 //! HTTP/1 server refuses a mismatch before we see it; the origin-adapter's server does not).
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+use std::borrow::Cow;
 
 /// Why a target was refused; always answered 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,15 +153,46 @@ fn one_spelling(text: &str) -> String {
     out
 }
 
+/// npm asks for a scoped package as one segment, `@scope%2fname`: that one encoded `/`, right
+/// after an `@scope` segment start with something on both sides, is the two segments `@scope`
+/// and `name` (each then judged as every segment is). Every other encoded `/` is refused.
+fn split_scoped(path: &str) -> Result<Cow<'_, str>, BadPath> {
+    const REFUSED: BadPath = BadPath("encoded slash in path");
+    if !path.to_ascii_lowercase().contains("%2f") {
+        return Ok(Cow::Borrowed(path));
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let lower = segment.to_ascii_lowercase();
+        let Some(at) = lower.find("%2f") else {
+            out.push_str(segment);
+            continue;
+        };
+        let (scope, name) = (&segment[..at], &segment[at + 3..]);
+        let decoded_scope = percent_decode_str(scope).decode_utf8_lossy();
+        let scoped = decoded_scope.len() > 1 && decoded_scope.starts_with('@');
+        if !scoped || name.is_empty() || lower[at + 3..].contains("%2f") {
+            return Err(REFUSED);
+        }
+        out.push_str(scope);
+        out.push('/');
+        out.push_str(name);
+    }
+    Ok(Cow::Owned(out))
+}
+
 fn decode_path(path: &str) -> Result<String, BadPath> {
     if !path.starts_with('/') {
         return Err(BadPath("path must start with '/'"));
     }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") {
+    if path.to_ascii_lowercase().contains("%5c") {
         return Err(BadPath("encoded slash in path"));
     }
-    let decoded = percent_decode_str(path)
+    let path = split_scoped(path)?;
+    let decoded = percent_decode_str(&path)
         .decode_utf8()
         .map_err(|_| BadPath("path is not UTF-8"))?;
     if decoded.chars().any(char::is_control) {
@@ -287,6 +320,37 @@ mod tests {
         assert_eq!(spelled("v=%4"), Some("v=%4".into()));
         assert_eq!(spelled("v=%zz1"), Some("v=%zz1".into()));
         assert_eq!(spelled("v=%+1"), Some("v=%+1".into()));
+    }
+
+    #[test]
+    fn scoped_npm_names_are_two_segments() {
+        check("/npm/@acme%2futil", Ok("npm/@acme/util"));
+        check("/npm/@acme%2Futil", Ok("npm/@acme/util"));
+        check("/npm/%40acme%2futil", Ok("npm/@acme/util"));
+        check("/npm/@acme%2futil/1.0.0", Ok("npm/@acme/util/1.0.0"));
+        check(
+            "/npm/@acme%2futil/-/util-1.0.0.tgz",
+            Ok("npm/@acme/util/-/util-1.0.0.tgz"),
+        );
+        assert_eq!(target("/npm/@acme%2futil"), target("/npm/@acme/util"));
+        assert_eq!(
+            target("/npm/@acme%2futil").unwrap().encoded_path(),
+            "/npm/@acme/util"
+        );
+        check("/npm/@a%2f..", Err("dot segment in path"));
+        check("/npm/@a%2f%2e%2e", Err("dot segment in path"));
+        check("/npm/@a%2f.", Err("dot segment in path"));
+        check("/private/@x%2f%2e%2e/y", Err("dot segment in path"));
+        check("/npm/@%2fx", Err("encoded slash in path"));
+        check("/npm/%40%2fx", Err("encoded slash in path"));
+        check("/npm/@a%2f", Err("encoded slash in path"));
+        check("/npm/@a%2f%2fb", Err("encoded slash in path"));
+        check("/npm/@a%2fb%2fc", Err("encoded slash in path"));
+        check("/npm/a@b%2fc", Err("encoded slash in path"));
+        check("/npm/acme%2futil", Err("encoded slash in path"));
+        check("/npm/@a%5cb", Err("encoded slash in path"));
+        check("/npm/@a%2f%5cb", Err("encoded slash in path"));
+        check("/npm/@a%2fb%00", Err("control character in path"));
     }
 
     #[test]

@@ -90,6 +90,7 @@ pub struct Metrics {
     cache_bytes: Vec<IntGauge>,
     evictions: Vec<IntCounter>,
     corrupt: IntCounter,
+    integrity_failures: IntCounter,
     /// Storage counters already added to the prometheus counters.
     seen: [AtomicU64; 3],
 }
@@ -175,6 +176,15 @@ impl Metrics {
             &["tier"],
         )
         .expect("valid counter");
+        let integrity_failures = IntCounterVec::new(
+            Opts::new(
+                "cdn_integrity_failures_total",
+                "Upstream bodies that did not hash to the digest their path or Repr-Digest names; \
+                 neither stored nor served whole",
+            ),
+            &["tier"],
+        )
+        .expect("valid counter");
         for c in [
             &duration as &dyn CloneCollector,
             &bytes,
@@ -186,6 +196,7 @@ impl Metrics {
             &cache_bytes,
             &evictions,
             &corrupt,
+            &integrity_failures,
         ] {
             register(c.boxed());
         }
@@ -222,6 +233,7 @@ impl Metrics {
                 .map(|m| evictions.with_label_values(&[tier, m]))
                 .collect(),
             corrupt: corrupt.with_label_values(&[tier]),
+            integrity_failures: integrity_failures.with_label_values(&[tier]),
             seen: Default::default(),
             registry,
         }
@@ -253,6 +265,11 @@ impl Metrics {
 
     pub fn upstream_last_byte(&self, took: Duration) {
         self.upstream_last_byte.observe(took.as_secs_f64());
+    }
+
+    /// An upstream body that did not hash to what it was expected to.
+    pub fn integrity_failure(&self) {
+        self.integrity_failures.inc();
     }
 
     /// Brings the cache gauges and counters up to what the storage reports.
@@ -308,6 +325,7 @@ mod tests {
             "cdn_cache_bytes",
             "cdn_cache_evictions_total",
             "cdn_cache_corrupt_entries_total",
+            "cdn_integrity_failures_total",
         ] {
             assert!(text.contains(family), "{family} missing");
         }
@@ -337,6 +355,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"cdn_cache_corrupt_entries_total{tier="shield"} 1"#));
+        assert!(text.contains(r#"cdn_integrity_failures_total{tier="shield"} 0"#));
+        m.integrity_failure();
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains(r#"cdn_integrity_failures_total{tier="shield"} 1"#));
         assert!(text.contains(r#"cdn_requests_total{code_class="2xx",tier="shield"} 1"#));
         assert!(text.contains(r#"cdn_response_bytes_total{cache="hit",tier="shield"} 1024"#));
     }

@@ -4,7 +4,7 @@
 //! covers, and methods the route does not pass; then the tier's own `Gate` has its say (the
 //! edge's: rate limits and auth).
 
-use cdn_config::{Route, RoutePolicy, Routes};
+use cdn_config::{Naming, Route, RoutePolicy, Routes};
 use cdn_http::{trust, HttpError, Secret, Target};
 use http::Method;
 use pingora::cache::CacheKey;
@@ -95,6 +95,8 @@ pub struct Admitted {
     pub target: Target,
     pub policy: RoutePolicy,
     pub pass: Pass,
+    /// The prefix of the route that covers it (what the route's naming reads starts after it).
+    pub route_prefix: String,
     /// The canonical path and the query parameters the route keeps, encoded.
     pub upstream_target: String,
 }
@@ -103,8 +105,50 @@ impl Admitted {
     /// The cache key: the canonical target, whatever the Host (one origin per deployment),
     /// never a credential. Variants (`Vary`) are told apart by pingora-cache on top of it.
     pub fn cache_key(&self) -> CacheKey {
-        CacheKey::new(self.upstream_target.as_str(), "")
+        cache_key(&self.upstream_target)
     }
+
+    /// The canonical path after the route's prefix.
+    pub fn route_rest(&self) -> &str {
+        self.target
+            .path()
+            .strip_prefix(self.route_prefix.as_str())
+            .unwrap_or_default()
+    }
+}
+
+/// The cache key of a request sent upstream as `upstream_target`.
+fn cache_key(upstream_target: &str) -> CacheKey {
+    CacheKey::new(upstream_target, "")
+}
+
+/// What a request for `target` on a route with `policy` is sent upstream as: the canonical
+/// path and the query parameters the route keeps, encoded.
+fn upstream_target(target: &Target, policy: &RoutePolicy) -> String {
+    let mut upstream_target = target.encoded_path();
+    if let Some(query) = target.query_kept(|name| policy.query.keeps(name)) {
+        upstream_target.push('?');
+        upstream_target.push_str(&query);
+    }
+    upstream_target
+}
+
+/// The cache key a GET of `target` on a route with `policy` is looked up under, as
+/// [`admit`] computes it for a request.
+pub fn cache_key_of(target: &Target, policy: &RoutePolicy) -> CacheKey {
+    cache_key(&upstream_target(target, policy))
+}
+
+/// How the routes name what a request's path names, for the form of a refusal: by its
+/// canonical path, or by its path as sent when it has none (a refused spelling).
+pub fn naming_of(req: &RequestHeader, routes: &Routes) -> Naming {
+    let canonical = Target::parse(&req.uri, host(req).as_deref()).ok();
+    let path = canonical
+        .as_ref()
+        .map_or_else(|| req.uri.path(), Target::path);
+    routes
+        .find(path)
+        .map_or(Naming::Path, |(_, route)| route.policy.naming)
 }
 
 /// The admitted request, or why this tier won't serve it.
@@ -133,15 +177,12 @@ pub fn admit(
         route_index,
         client,
     })?;
-    let mut upstream_target = target.encoded_path();
-    if let Some(query) = target.query_kept(|name| policy.query.keeps(name)) {
-        upstream_target.push('?');
-        upstream_target.push_str(&query);
-    }
+    let upstream_target = upstream_target(&target, policy);
     Ok(Admitted {
         target,
         policy: policy.clone(),
         pass,
+        route_prefix: route.prefix.clone(),
         upstream_target,
     })
 }

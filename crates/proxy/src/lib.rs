@@ -11,8 +11,9 @@
 //! | `request_cache_filter`, `cache_key_callback` | `phases`: route says cacheable → storage + lock |
 //! | `upstream_peer`, `fail_to_connect` | `upstream` (next peer in order on connect failure) |
 //! | `response_cache_filter` | `cacheability` (RFC 9111 + route TTL + upstream Age + stale-if-error) |
-//! | `upstream_response_filter`, `response_filter` | `outcome` (what the cache did), `respond` (headers via `cdn_observe::decorate`) |
-//! | `fail_to_proxy` | `respond` (the error's status and body, from `cdn_http::HttpError`) |
+//! | `upstream_response_filter`, `response_filter` | `outcome` (what the cache did), `respond` (headers via `cdn_observe::decorate`; an upstream 429 → stale), `packages` (packument invalidation, integrity expected, tarball URLs) |
+//! | `upstream_response_body_filter`, `response_body_filter` | `packages` (the shield's digest check; the edge's tarball URLs, hits and misses) |
+//! | `fail_to_proxy` | `respond` (the error's status and body, from `cdn_http::HttpError`; JSON on oci routes) |
 //! | `logging` | `outcome`, then `cdn_observe::access` (metrics and one access-log line) |
 //!
 //! A tier with a TLS listener (the edge's HTTPS) serves certificates picked by SNI and reloads
@@ -25,6 +26,7 @@ mod admin;
 mod admission;
 mod cacheability;
 mod outcome;
+mod packages;
 mod phases;
 mod respond;
 mod storage;

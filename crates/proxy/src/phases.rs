@@ -4,6 +4,7 @@
 use crate::admission::{self, Admitted, Gate, Pass, TierTrust};
 use crate::cacheability;
 use crate::outcome;
+use crate::packages::{self, Integrity, TarballUrls};
 use crate::respond::{self, Headers};
 use crate::upstream::Upstreams;
 use async_trait::async_trait;
@@ -103,6 +104,12 @@ pub struct Ctx {
     outcome: Outcome,
     /// The `Cache-Status` value sent, for the access log.
     cache_status: Option<String>,
+    /// The method sent upstream (a HEAD may be sent as GET to fill the cache).
+    upstream_method: Option<http::Method>,
+    /// The upstream body being hashed against what it must hash to (shield).
+    integrity: Option<Integrity>,
+    /// The packument's tarball URLs being pointed at the client's host (edge).
+    tarball_urls: Option<TarballUrls>,
 }
 
 #[async_trait]
@@ -123,6 +130,9 @@ impl ProxyHttp for TierProxy {
             upstream: UpstreamEntries::default(),
             outcome: Outcome::default(),
             cache_status: None,
+            upstream_method: None,
+            integrity: None,
+            tarball_urls: None,
         }
     }
 
@@ -172,7 +182,9 @@ impl ProxyHttp for TierProxy {
                 Ok(false)
             }
             Err(refused) => {
-                ctx.cache_status = respond::error(session, &refused, &self.decoration(ctx)).await?;
+                let naming = admission::naming_of(session.req_header(), &self.routes);
+                ctx.cache_status =
+                    respond::error(session, &refused, naming, &self.decoration(ctx)).await?;
                 Ok(true)
             }
         }
@@ -271,6 +283,7 @@ impl ProxyHttp for TierProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         req.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        ctx.upstream_method = Some(req.method.clone());
         // Whatever secret came in stays here; the next tier gets this tier's own.
         req.remove_header(cdn_http::trust::HEADER);
         if let Some(secret) = &self.trust.presents {
@@ -313,7 +326,7 @@ impl ProxyHttp for TierProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -352,19 +365,55 @@ impl ProxyHttp for TierProxy {
         };
         self.metrics.upstream(result);
         ctx.upstream_counted = true;
+        if let Some(stale) =
+            respond::stale_instead(resp.status, session.cache.can_serve_stale_error())
+        {
+            return Err(stale);
+        }
+        if let Some(admitted) = &ctx.admitted {
+            if let Some(key) = packages::packument_key(admitted, resp.status.as_u16()) {
+                // A version the stored packument may not list yet: every variant of it goes.
+                self.storage.invalidate(key.combined_bin());
+            }
+            let method = ctx
+                .upstream_method
+                .as_ref()
+                .unwrap_or(&session.req_header().method);
+            ctx.integrity = Integrity::of(self.tier, admitted, method, resp);
+        }
         Ok(())
     }
 
+    /// Runs before the cache sees each chunk (pingora-proxy's `h1_response_filter`): an error
+    /// at the end of the body leaves the fill unfinished, so nothing is stored and the client's
+    /// body stops short.
     fn upstream_response_body_filter(
         &self,
         _session: &mut Session,
-        _body: &mut Option<Bytes>,
+        body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
+        if let (Some(integrity), Some(bytes)) = (ctx.integrity.as_mut(), body.as_ref()) {
+            integrity.update(bytes);
+        }
         if end_of_stream {
             if let Some(started) = ctx.upstream_started.take() {
                 self.metrics.upstream_last_byte(started.elapsed());
+            }
+            if let Some(Err(expected)) = ctx.integrity.take().map(Integrity::finish) {
+                self.metrics.integrity_failure();
+                let path = ctx.admitted.as_ref().map_or("", |a| a.target.path());
+                tracing::warn!(
+                    path,
+                    expected,
+                    "upstream body does not match its digest: not stored, not served whole"
+                );
+                return Error::e_explain(
+                    pingora::ErrorType::Custom("integrity"),
+                    "upstream body does not match its digest",
+                )
+                .map_err(|e| e.into_up());
             }
         }
         Ok(None)
@@ -383,6 +432,29 @@ impl ProxyHttp for TierProxy {
         if self.tier == Tier::Edge {
             // Aimed at the CDN's tiers (RFC 9213): clients never see it.
             resp.remove_header(cacheability::CDN_CACHE_CONTROL);
+        }
+        let points = ctx
+            .admitted
+            .as_ref()
+            .is_some_and(|a| packages::points_tarballs(self.tier, a, resp.status.as_u16()));
+        if points {
+            let req = session.req_header();
+            let host = req
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri.authority().map(|a| a.as_str()));
+            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+            if let Some(origin) = packages::client_origin(host, tls) {
+                // The body's length changes: sent chunked (HTTP/1.1) or framed (HTTP/2).
+                resp.remove_header(&http::header::CONTENT_LENGTH);
+                if req.version == http::Version::HTTP_11 {
+                    resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+                }
+                if req.method != http::Method::HEAD {
+                    ctx.tarball_urls = Some(TarballUrls::new(&origin));
+                }
+            }
         }
         if ctx
             .admitted
@@ -403,6 +475,20 @@ impl ProxyHttp for TierProxy {
         }
         ctx.cache_status = self.decoration(ctx).apply(&mut Headers(resp));
         Ok(())
+    }
+
+    /// Hits and misses alike (pingora-proxy calls it from `proxy_cache_hit` too).
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if let Some(urls) = ctx.tarball_urls.as_mut() {
+            urls.filter(body, end_of_stream);
+        }
+        Ok(None)
     }
 
     /// Stale copies are served while they revalidate (within their stale-while-revalidate
@@ -427,7 +513,11 @@ impl ProxyHttp for TierProxy {
             // Nothing the upstream sent is passed on: the entry says only that this tier
             // looked (or not) and failed.
             ctx.outcome = Outcome::failed(ctx.looked_up, status);
-            match respond::error(session, &failure, &self.decoration(ctx)).await {
+            let naming = match &ctx.admitted {
+                Some(admitted) => admitted.policy.naming,
+                None => admission::naming_of(session.req_header(), &self.routes),
+            };
+            match respond::error(session, &failure, naming, &self.decoration(ctx)).await {
                 Ok(sent) => ctx.cache_status = sent,
                 Err(e) => tracing::debug!(error = %e, "could not send the error response"),
             }

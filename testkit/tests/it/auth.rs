@@ -204,6 +204,47 @@ fn each_outcome_has_its_status_and_challenge() {
         (403, None),
         "a repository out of the key's scopes"
     );
+    // The registry's own error form on its route, every other field kept; plain text elsewhere.
+    for (path, authorization, status, code) in [
+        ("/v2/acme/app/manifests/latest", None, 401, "UNAUTHORIZED"),
+        (
+            "/v2/other/app/manifests/latest",
+            Some(basic(&key)),
+            403,
+            "DENIED",
+        ),
+        (
+            "/v2/acme/%2e%2e/x/manifests/latest",
+            None,
+            400,
+            "NAME_INVALID",
+        ),
+    ] {
+        let headers: Vec<(&str, &str)> = authorization
+            .as_deref()
+            .map(|a| ("authorization", a))
+            .into_iter()
+            .collect();
+        let r = raw_request(s.edge, "GET", path, &headers);
+        assert_eq!(r.status, status, "{path}");
+        assert_eq!(r.header("content-type"), Some("application/json"), "{path}");
+        assert_eq!(
+            r.header("docker-distribution-api-version"),
+            Some("registry/2.0"),
+            "{path}"
+        );
+        let body: serde_json::Value = serde_json::from_slice(&r.body).expect("a JSON body");
+        assert_eq!(body["errors"][0]["code"], code, "{path}: {body}");
+        if status == 401 {
+            assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"cdn\""));
+        }
+    }
+    let plain = raw_request(s.edge, "GET", "/private/secret.txt", &[]);
+    assert_eq!(plain.status, 401);
+    assert_eq!(
+        plain.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ fn sample() -> (tempfile::TempDir, Stack) {
         ("nocache/live.txt", "live"),
         ("hello.txt", "hello"),
         ("q/a.txt", "query"),
+        ("npm/@acme/util", "{\"name\":\"@acme/util\"}"),
     ]);
     // Each tier is asked directly here, so the tiers' secrets are off (they are tested in
     // `auth`).
@@ -137,6 +138,29 @@ fn spellings_and_ignored_queries_are_one_entry() {
         2,
         "one GET per kept value"
     );
+}
+
+#[test]
+fn scoped_npm_names_are_one_entry() {
+    let (_root, stack) = sample();
+    let before = answered(stack.origin_admin);
+    for spelling in ["/npm/@acme%2futil", "/npm/@acme/util", "/npm/@acme%2Futil"] {
+        let r = raw_request(stack.edge, "GET", spelling, &[]);
+        assert_eq!(r.status, 200, "{spelling}");
+        // (Chunked at the edge: an npm route's packuments have their length changed there.)
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            body.contains(r#"{"name":"@acme/util"}"#),
+            "{spelling}: {body}"
+        );
+    }
+    assert_eq!(answered(stack.origin_admin) - before, 1, "one origin GET");
+    for spelling in ["/npm/@acme%2f..", "/npm/@%2futil", "/npm/acme%2futil"] {
+        for addr in [stack.origin, stack.shield, stack.edge] {
+            let r = raw_request(addr, "GET", spelling, &[]);
+            assert_eq!(r.status, 400, "{spelling} at {addr}");
+        }
+    }
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod config_errors;
 mod http_caching;
 mod observability;
 mod origin_failures;
+mod packages;
 mod persistence;
 mod requests;
 mod three_tiers;

@@ -466,3 +466,36 @@ fn edge_config(certificates: &[TlsFiles]) -> String {
          routes:\n  - prefix: /\n    ttl: 1h\n"
     )
 }
+
+#[test]
+fn packument_tarball_urls_name_https_and_the_authority() {
+    let certs = Certs::new();
+    let (ca, ca_pem) = certs.ca("one");
+    let files = ca.issue(&["edge.test"]).write(certs.dir.path(), "edge");
+    let packument = br#"{"name":"@acme/util","versions":{"1.0.0":{"dist":{"tarball":"/npm/@acme/util/-/util-1.0.0.tgz"}}}}"#;
+    let (_root, stack) = tls_stack(
+        &[("npm/@acme/util", &packument[..])],
+        EdgeTls::new(vec![files]),
+        |_| {},
+    );
+    let tls = stack.edge_tls.unwrap();
+    // HTTP/2 carries the authority in `:authority`, HTTP/1.1 in `Host`; a miss, then a hit.
+    for flag in ["--http2", "--http1.1", "--http2"] {
+        let (_, status, body) = fetch(tls, "edge.test", "/npm/@acme%2futil", &ca_pem, &[flag])
+            .unwrap_or_else(|e| panic!("{flag}: {e:?}"));
+        assert_eq!(status, 200, "{flag}");
+        let expected = format!(
+            r#"{{"name":"@acme/util","versions":{{"1.0.0":{{"dist":{{"tarball":"https://edge.test:{}/npm/@acme/util/-/util-1.0.0.tgz"}}}}}}}}"#,
+            tls.port()
+        );
+        assert_eq!(String::from_utf8(body).unwrap(), expected, "{flag}");
+    }
+    // Plain HTTP beside it: `http`.
+    let plain = get(&stack.url("/npm/@acme/util"));
+    assert!(
+        String::from_utf8_lossy(&plain.body)
+            .contains(&format!(r#""tarball":"http://{}/npm/"#, stack.edge)),
+        "{:?}",
+        plain.body
+    );
+}
