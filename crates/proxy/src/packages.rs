@@ -141,18 +141,21 @@ fn replace_all(data: &[u8], pattern: &[u8], with: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A body being checked against what it must hash to.
+/// A body being checked against what it must hash to. The latest piece is held back until
+/// the end, so a body that fails its check never reaches anyone whole: the end of a body is
+/// only known once its last bytes were read, and by then they would have been sent.
 #[derive(Debug)]
 pub struct Integrity {
     expected: Expected,
     check: Check,
+    held: Option<Bytes>,
 }
 
 impl Integrity {
     /// At the shield, for a full 200 body from upstream to a GET: the digest an oci path names
     /// (blobs, manifests by digest; taken from the path, never from a header), else the
-    /// response's `Repr-Digest` (sha-256 or sha-512). `None` when nothing is known, or for
-    /// HEAD and partial answers.
+    /// response's `Repr-Digest` (sha-256 or sha-512: a tag's manifest, an npm tarball). `None`
+    /// when nothing is known, or for HEAD and partial answers.
     pub fn of(
         tier: Tier,
         admitted: &Admitted,
@@ -162,35 +165,47 @@ impl Integrity {
         if tier != Tier::Shield || method != http::Method::GET || resp.status != 200 {
             return None;
         }
-        let expected = if admitted.policy.naming == Naming::Oci {
-            oci::Request::parse(admitted.route_rest())
-                .ok()?
-                .digest()
-                .map(|d| d.expected())
-        } else {
+        let named = (admitted.policy.naming == Naming::Oci)
+            .then(|| oci::Request::parse(admitted.route_rest()).ok())
+            .flatten()
+            .and_then(|request| request.digest().map(|d| d.expected()));
+        let expected = named.or_else(|| {
             resp.headers
                 .get(REPR_DIGEST)
                 .and_then(|v| v.to_str().ok())
                 .and_then(Expected::from_repr_digest)
-        }?;
+        })?;
         Some(Integrity {
             check: expected.check(),
             expected,
+            held: None,
         })
     }
 
-    pub fn update(&mut self, bytes: &[u8]) {
-        self.check.update(bytes);
+    /// Hashes the piece passing by and sends on the one held before it instead.
+    pub fn pass(&mut self, body: &mut Option<Bytes>) {
+        if let Some(bytes) = body.take() {
+            self.check.update(&bytes);
+            *body = self.held.replace(bytes);
+        }
     }
 
-    /// Whether the whole body hashed to what was expected; if not, the expected digest (for
-    /// the log).
-    pub fn finish(self) -> Result<(), String> {
-        if self.check.finish() {
-            Ok(())
-        } else {
-            Err(self.expected.repr_digest())
+    /// At the end of the body: whether it hashed to what was expected, and if so the held piece
+    /// goes on after `body`; if not, the expected digest (for the log).
+    pub fn finish(self, body: &mut Option<Bytes>) -> Result<(), String> {
+        if !self.check.finish() {
+            return Err(self.expected.repr_digest());
         }
+        *body = match (body.take(), self.held) {
+            (Some(before), Some(held)) => {
+                let mut joined = bytes::BytesMut::with_capacity(before.len() + held.len());
+                joined.extend_from_slice(&before);
+                joined.extend_from_slice(&held);
+                Some(joined.freeze())
+            }
+            (before, held) => before.or(held),
+        };
+        Ok(())
     }
 }
 
@@ -227,6 +242,7 @@ mod tests {
             query: Default::default(),
             pass_writes: false,
             naming: Naming::Path,
+            stale_while_revalidate: std::time::Duration::ZERO,
             rate_limit: Default::default(),
         }
     }
@@ -339,19 +355,36 @@ mod tests {
         let blob = admitted("/v2/", &format!("/v2/acme/app/blobs/{digest}"), Naming::Oci);
         let ok = ResponseHeader::build(200, None).unwrap();
         let get = http::Method::GET;
+        // Each piece is sent on one step late; the last only once the whole body checks out.
         let mut check = Integrity::of(Tier::Shield, &blob, &get, &ok).unwrap();
-        check.update(&body[..5]);
-        check.update(&body[5..]);
-        assert!(check.finish().is_ok());
+        let mut piece = Some(Bytes::copy_from_slice(&body[..5]));
+        check.pass(&mut piece);
+        assert_eq!(piece, None, "the first piece is held");
+        let mut piece = Some(Bytes::copy_from_slice(&body[5..]));
+        check.pass(&mut piece);
+        assert_eq!(piece.as_deref(), Some(&body[..5]));
+        let mut end = None;
+        assert!(check.finish(&mut end).is_ok());
+        assert_eq!(end.as_deref(), Some(&body[5..]), "released at the end");
         let mut check = Integrity::of(Tier::Shield, &blob, &get, &ok).unwrap();
-        check.update(b"other bytes");
-        assert_eq!(check.finish(), Err(digest.expected().repr_digest()));
+        let mut whole = Some(Bytes::from_static(b"other bytes"));
+        check.pass(&mut whole);
+        assert_eq!(whole, None);
+        let mut end = None;
+        assert_eq!(check.finish(&mut end), Err(digest.expected().repr_digest()));
+        assert_eq!(end, None, "a body that fails is never completed");
         assert!(Integrity::of(Tier::Edge, &blob, &get, &ok).is_none());
         assert!(Integrity::of(Tier::Shield, &blob, &http::Method::HEAD, &ok).is_none());
         let partial = ResponseHeader::build(206, None).unwrap();
         assert!(Integrity::of(Tier::Shield, &blob, &get, &partial).is_none());
         let tag = admitted("/v2/", "/v2/acme/app/manifests/latest", Naming::Oci);
         assert!(Integrity::of(Tier::Shield, &tag, &get, &ok).is_none());
+        // A tag's manifest is checked against the Repr-Digest its upstream states.
+        let mut stated = ResponseHeader::build(200, None).unwrap();
+        stated
+            .insert_header(REPR_DIGEST, digest.expected().repr_digest())
+            .unwrap();
+        assert!(Integrity::of(Tier::Shield, &tag, &get, &stated).is_some());
 
         // Elsewhere, only what the upstream's Repr-Digest says.
         let tarball = admitted("/npm/", "/npm/a/-/a-1.0.0.tgz", Naming::Npm);
@@ -360,8 +393,10 @@ mod tests {
         with.insert_header(REPR_DIGEST, digest.expected().repr_digest())
             .unwrap();
         let mut check = Integrity::of(Tier::Shield, &tarball, &get, &with).unwrap();
-        check.update(body);
-        assert!(check.finish().is_ok());
+        let mut last = Some(Bytes::from_static(body));
+        check.pass(&mut last);
+        assert!(check.finish(&mut last).is_ok());
+        assert_eq!(last.as_deref(), Some(&body[..]));
     }
 
     #[test]

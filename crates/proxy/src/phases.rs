@@ -394,14 +394,14 @@ impl ProxyHttp for TierProxy {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
-        if let (Some(integrity), Some(bytes)) = (ctx.integrity.as_mut(), body.as_ref()) {
-            integrity.update(bytes);
+        if let Some(integrity) = ctx.integrity.as_mut() {
+            integrity.pass(body);
         }
         if end_of_stream {
             if let Some(started) = ctx.upstream_started.take() {
                 self.metrics.upstream_last_byte(started.elapsed());
             }
-            if let Some(Err(expected)) = ctx.integrity.take().map(Integrity::finish) {
+            if let Some(Err(expected)) = ctx.integrity.take().map(|i| i.finish(body)) {
                 self.metrics.integrity_failure();
                 let path = ctx.admitted.as_ref().map_or("", |a| a.target.path());
                 tracing::warn!(

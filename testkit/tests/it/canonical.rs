@@ -11,7 +11,7 @@ fn sample() -> (tempfile::TempDir, Stack) {
         ("nocache/live.txt", "live"),
         ("hello.txt", "hello"),
         ("q/a.txt", "query"),
-        ("npm/@acme/util", "{\"name\":\"@acme/util\"}"),
+        ("npm/@acme/util/package.json", "{\"name\":\"@acme/util\"}"),
     ]);
     // Each tier is asked directly here, so the tiers' secrets are off (they are tested in
     // `auth`).

@@ -474,7 +474,7 @@ fn packument_tarball_urls_name_https_and_the_authority() {
     let files = ca.issue(&["edge.test"]).write(certs.dir.path(), "edge");
     let packument = br#"{"name":"@acme/util","versions":{"1.0.0":{"dist":{"tarball":"/npm/@acme/util/-/util-1.0.0.tgz"}}}}"#;
     let (_root, stack) = tls_stack(
-        &[("npm/@acme/util", &packument[..])],
+        &[("npm/@acme/util/package.json", &packument[..])],
         EdgeTls::new(vec![files]),
         |_| {},
     );
