@@ -63,9 +63,9 @@ fn bad_config_exits_2_with_line_and_field() {
             "edge.listen",
         ),
         (
-            "ttl: 5m",
-            "ttl: 5 fortnights",
-            line_of("ttl: 5m"),
+            "ttl: 1m\n    scope: npm",
+            "ttl: 5 fortnights\n    scope: npm",
+            line_of("ttl: 1m"),
             "routes[0].ttl",
         ),
         (

@@ -186,23 +186,53 @@ fn a_new_version_is_seen_within_the_ttl_and_at_once_when_asked_for() {
         v
     };
 
-    // The private route keeps packuments for an hour: only a request for the new version
-    // makes the tiers look again before then.
+    // The private route keeps packuments for an hour: only a request naming the new version
+    // (its version document or its tarball, as a lockfile install asks) makes the tiers look
+    // again before then. Both variants are cached: full, and abbreviated as npm asks.
+    let abbreviated = Some(cdn_registry::npm::ABBREVIATED);
     n.publish("demo-dep", "1.0.0", &[]);
     assert_eq!(versions(&n.get("/npm-private/demo-dep", None)), ["1.0.0"]);
+    assert_eq!(
+        versions(&n.get("/npm-private/demo-dep", abbreviated)),
+        ["1.0.0"]
+    );
     n.publish("demo-dep", "1.1.0", &[]);
-    let cached = n.get("/npm-private/demo-dep", None);
-    assert_eq!(versions(&cached), ["1.0.0"], "{}", cached.cache_status());
+    for accept in [None, abbreviated] {
+        let cached = n.get("/npm-private/demo-dep", accept);
+        assert!(
+            cached.cache_status().starts_with("edge-pop; hit"),
+            "{}",
+            cached.cache_status()
+        );
+        assert_eq!(versions(&cached), ["1.0.0"]);
+    }
+    let asked = n.get("/npm-private/demo-dep/1.1.0", None);
+    assert_eq!(asked.status, 200);
+    let doc: Value = serde_json::from_slice(&asked.body).unwrap();
+    assert_eq!(doc["version"], "1.1.0");
+    for accept in [None, abbreviated] {
+        assert_eq!(
+            versions(&n.get("/npm-private/demo-dep", accept)),
+            ["1.0.0", "1.1.0"]
+        );
+    }
     let project = n.install(&[("demo-dep", "1.1.0")]);
     assert_eq!(installed_version(&project, "demo-dep"), "1.1.0");
-    assert_eq!(
-        versions(&n.get("/npm-private/demo-dep", None)),
-        ["1.0.0", "1.1.0"]
-    );
+    let missing = n.get("/npm-private/demo-dep/9.9.9", None);
+    assert_eq!(missing.status, 404, "a version nobody published");
+
+    // An unchanged packument revalidates with a 304 and no body.
+    let origin_url = format!("http://{}/npm-private/demo-dep", n.stack.origin);
+    let trust = n.stack.tier_header(n.stack.origin);
+    let mut headers: Vec<(&str, &str)> = trust.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let first = request("GET", &origin_url, &headers);
+    let etag = first.header("etag").expect("an ETag").to_owned();
+    headers.push(("if-none-match", &etag));
+    let again = request("GET", &origin_url, &headers);
+    assert_eq!((again.status, again.body.len()), (304, 0));
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
 
     // The public route keeps them for 2 s (stale for a minute while one request refreshes).
-    let public = tempfile::tempdir().unwrap();
-    let _ = public;
     let root = n.s3.object_path("npm");
     let t1 = npm_pack(n.work.path(), "left-pad", "1.0.0", &[]);
     publish_npm(&root, &[t1]);
