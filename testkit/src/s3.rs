@@ -92,6 +92,14 @@ impl S3Server {
         self.requests.load(Ordering::SeqCst)
     }
 
+    /// The keys this server accepts, as origin-adapter takes them in-process.
+    pub fn credentials() -> origin_adapter::Credentials {
+        origin_adapter::Credentials::Given {
+            access_key_id: ACCESS_KEY.into(),
+            secret_access_key: SECRET_KEY.into(),
+        }
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -588,10 +588,7 @@ fn start_in_process(tier: Tier, config: &Path) -> (Running, Listen) {
     let config = Config::load(config).unwrap_or_else(|e| panic!("{e}"));
     match tier {
         Tier::Origin => {
-            let credentials = origin_adapter::Credentials::Given {
-                access_key_id: crate::s3::ACCESS_KEY.into(),
-                secret_access_key: crate::s3::SECRET_KEY.into(),
-            };
+            let credentials = crate::S3Server::credentials();
             let adapter = origin_adapter::OriginAdapter::bind(&config, &credentials)
                 .unwrap_or_else(|e| panic!("origin-adapter: {e}"));
             let running = adapter.spawn().expect("start the origin-adapter");

@@ -12,5 +12,6 @@ mod packages;
 mod persistence;
 mod registry;
 mod requests;
+mod sources;
 mod three_tiers;
 mod tls;
