@@ -3,7 +3,10 @@
 //! and keeps the write ids that tie a writer to its own fill.
 //!
 //! A purge takes the key out of every tier; a fill in progress still finishes for its clients
-//! but stores nothing.
+//! but stores nothing. Purging a primary key takes its `Vary` variants with it: pingora-cache
+//! would only judge them by time against the next primary, and a copy's creation time is its
+//! age as the upstream's `Date` tells it, good to a second, so a variant stored in the same
+//! second as the purge could outlive it.
 
 use crate::disk::DiskTier;
 use crate::fills::{Fill, Fills};
@@ -27,7 +30,14 @@ pub struct HybridStorage {
     hybrid: Hybrid,
     fills: Fills,
     next_write_id: AtomicU64,
+    /// The variants stored under each primary key since start-up (bounded: past the bound,
+    /// the least used primaries are forgotten, and their variants fall back on pingora-cache's
+    /// judgement by time).
+    variants: moka::sync::Cache<HashBinary, Vec<HashBinary>>,
 }
+
+/// Primary keys whose variants are remembered.
+const VARIANT_PRIMARIES: u64 = 1 << 18;
 
 impl HybridStorage {
     pub fn new(memory: Option<MemoryTier>, disk: Option<DiskTier>) -> Self {
@@ -35,14 +45,38 @@ impl HybridStorage {
             hybrid: Hybrid::new(memory, disk),
             fills: Fills::default(),
             next_write_id: AtomicU64::new(1),
+            variants: moka::sync::Cache::new(VARIANT_PRIMARIES),
         }
     }
 
-    /// Drops what is stored or filling under a key (its combined hash); whether anything was.
+    /// Drops what is stored or filling under a key (its combined hash) and, for a primary key,
+    /// under every variant of it stored since start-up; whether anything was.
     pub fn invalidate(&self, key: HashBinary) -> bool {
-        let filling = self.fills.purge(&key);
-        let stored = self.hybrid.remove(&key);
-        filling || stored
+        let variants = self.variants.remove(&key).unwrap_or_default();
+        let mut dropped = false;
+        for hash in std::iter::once(key).chain(variants) {
+            let filling = self.fills.purge(&hash);
+            let stored = self.hybrid.remove(&hash);
+            dropped |= filling || stored;
+        }
+        dropped
+    }
+
+    /// Remembers a variant's key under its primary, for `invalidate`.
+    fn remember_variant(&self, key: &CacheKey) {
+        if key.variance_bin().is_none() {
+            return;
+        }
+        let combined = key.combined_bin();
+        self.variants
+            .entry(key.primary_bin())
+            .and_upsert_with(|known| {
+                let mut list = known.map(|e| e.into_value()).unwrap_or_default();
+                if !list.contains(&combined) {
+                    list.push(combined);
+                }
+                list
+            });
     }
 
     pub fn usage(&self) -> Usage {
@@ -113,6 +147,7 @@ impl Storage for HybridStorage {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let fill = Arc::new(Fill::new(write_id, Meta::of(meta)?));
+        self.remember_variant(key);
         let writer =
             MissWriter::start(&self.hybrid, &self.fills, hash, fill.clone(), announced).await?;
         self.fills.insert(hash, fill);

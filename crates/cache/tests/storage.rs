@@ -3,6 +3,7 @@
 //! and unfinished fills, and 304s on large objects; every body read is checked by sha256.
 
 use cdn_cache::{DiskTier, HybridStorage, MemoryTier};
+use pingora_cache::key::CacheHashKey;
 use pingora_cache::trace::Span;
 use pingora_cache::{CacheKey, CacheMeta, Storage};
 use pingora_http::ResponseHeader;
@@ -271,4 +272,59 @@ async fn a_304_on_a_large_object_keeps_its_body() {
     assert!(!engine.update_meta(&key, &outgrown, &span).await.unwrap());
     assert!(engine.lookup(&key, &span).await.unwrap().is_none());
     assert_eq!(engine.usage().disk.unwrap().meta_outgrown, 1);
+}
+
+/// Invalidating a primary key drops every variant stored under it, whatever their times, so
+/// no variant stored in the same second as the purge can outlive it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidating_a_primary_drops_its_variants() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), 16 << 20, 8 << 20, 64 << 20);
+    let span = Span::inactive().handle();
+    let variant = |tag: &[u8]| {
+        let mut key = CacheKey::new("/npm/left-pad", "");
+        key.set_variance_key(variance(tag));
+        key
+    };
+    let primary = CacheKey::new("/npm/left-pad", "");
+    let other = CacheKey::new("/npm/right-pad", "");
+    let stored: [(CacheKey, &'static [u8]); 4] = [
+        (primary.clone(), b"primary"),
+        (variant(b"full"), b"full"),
+        (variant(b"short"), b"short"),
+        (other.clone(), b"other"),
+    ];
+    for (key, body) in stored {
+        let mut miss = engine
+            .get_miss_handler(&key, &meta_for(body.len()), &span)
+            .await
+            .unwrap();
+        miss.write_body(bytes::Bytes::from_static(body), true)
+            .await
+            .unwrap();
+        miss.finish().await.unwrap();
+    }
+    for key in [&primary, &variant(b"full"), &variant(b"short")] {
+        assert!(engine.lookup(key, &span).await.unwrap().is_some());
+    }
+    assert!(engine.invalidate(primary.combined_bin()));
+    for key in [&primary, &variant(b"full"), &variant(b"short")] {
+        assert!(engine.lookup(key, &span).await.unwrap().is_none());
+    }
+    assert!(
+        engine.lookup(&other, &span).await.unwrap().is_some(),
+        "another key stays"
+    );
+    assert!(
+        !engine.invalidate(primary.combined_bin()),
+        "nothing left to drop"
+    );
+}
+
+/// A variance hash standing for one variant's request fields.
+fn variance(tag: &[u8]) -> [u8; 16] {
+    let digest = Sha256::digest(tag);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
 }

@@ -50,7 +50,7 @@ pub fn own_error(
 /// upstream to a request for one of the package's tarballs or version documents says a
 /// version may have been published since the packument was stored. The key is the one a
 /// request for the packument is looked up under (the admission's own function); dropping it
-/// drops every variant (pingora-cache judges variants older than their primary invalid).
+/// drops every variant (the storage drops the variants it stored under a primary with it).
 pub fn packument_key(admitted: &Admitted, upstream_status: u16) -> Option<CacheKey> {
     if upstream_status != 200 {
         return None;
