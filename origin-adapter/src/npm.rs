@@ -7,7 +7,7 @@
 //! never change once published: kept forever, each with the `Repr-Digest` its packument's
 //! `dist.integrity` states, which the shield checks before it stores the tarball.
 
-use crate::serve::{document, Body, Freshness, Origin};
+use crate::serve::{content_etag, document, Body, Freshness, Origin};
 use bytes::Bytes;
 use cdn_config::Route;
 use cdn_http::HttpError;
@@ -116,8 +116,7 @@ fn wants_abbreviated<B>(req: &Request<B>) -> bool {
         .any(|v| v.contains(npm::ABBREVIATED))
 }
 
-/// A JSON document with an `ETag` of its own bytes, so a changed packument is a new entity
-/// and an unchanged one revalidates with a 304.
+/// A JSON document with an `ETag` of its own bytes.
 fn json_document<B>(
     req: &Request<B>,
     head_only: bool,
@@ -126,7 +125,6 @@ fn json_document<B>(
     headers: http::HeaderMap,
 ) -> Response<Body> {
     let body = Bytes::from(serde_json::to_vec(doc).expect("a JSON value serializes"));
-    let digest = cdn_registry::digest::Digest::of(&body);
-    let etag = format!("\"{}\"", &digest.hex()[..32]);
+    let etag = content_etag(&body);
     document(req, head_only, body, &etag, modified, headers)
 }

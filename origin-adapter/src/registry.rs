@@ -8,7 +8,9 @@
 //! forever); a tag may be moved (kept for the route's `ttl`). Every answer carrying a body
 //! that has a digest says it in `Repr-Digest`, which the shield checks before storing.
 
-use crate::serve::{backend_error, document, error_response, Body, Freshness, Origin};
+use crate::serve::{
+    backend_error, content_etag, document, error_response, Body, Freshness, Origin,
+};
 use bytes::Bytes;
 use cdn_config::Route;
 use cdn_http::HttpError;
@@ -57,25 +59,18 @@ pub(crate) async fn answer<B>(
     let mut resp = match pull.answer(req, head_only, rest).await {
         Ok(resp) => resp,
         Err(Failure::Registry(code, detail)) => {
-            let missing = code.status() == 404;
-            let freshness = if missing {
-                Freshness::Missing
+            // Something missing is kept for the route's negative_ttl, as a missing file is.
+            let cache = if code.status() == 404 {
+                crate::serve::cache_control(&route.policy, Freshness::Missing)
             } else {
-                Freshness::Route
+                "no-store".to_owned()
             };
             let body = Bytes::from(code.body(detail.as_deref()));
-            let mut resp = Response::builder()
+            let resp = Response::builder()
                 .status(code.status())
                 .header(CONTENT_TYPE, "application/json")
-                .header(CONTENT_LENGTH, body.len());
-            if missing {
-                resp = resp.header(
-                    CACHE_CONTROL,
-                    crate::serve::cache_control(&route.policy, freshness),
-                );
-            } else {
-                resp = resp.header(CACHE_CONTROL, "no-store");
-            }
+                .header(CONTENT_LENGTH, body.len())
+                .header(CACHE_CONTROL, cache);
             let body = if head_only { Bytes::new() } else { body };
             resp.body(
                 Full::new(body)
@@ -288,7 +283,7 @@ impl Pull<'_> {
         tags.sort();
         let body = serde_json::json!({ "name": name, "tags": tags }).to_string();
         let body = Bytes::from(body);
-        let etag = format!("\"{}\"", &Digest::of(&body).hex()[..32]);
+        let etag = content_etag(&body);
         let mut headers = self.origin.headers(&self.route.policy, Freshness::Route);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let now = std::time::SystemTime::now();

@@ -141,8 +141,7 @@ impl Origin {
         if key.is_empty() || key.ends_with('/') {
             return Err(HttpError::NotFound);
         }
-        let location = object_store::path::Path::parse(key)
-            .map_err(|_| HttpError::BadRequest("not a valid object key"))?;
+        let location = location(key)?;
         let headers = req.headers();
         let has_range = headers.contains_key(RANGE);
         let conditional = headers.contains_key(http::header::IF_NONE_MATCH)
@@ -413,8 +412,7 @@ impl Origin {
         key: &str,
         limit: u64,
     ) -> Result<(Bytes, object_store::ObjectMeta), HttpError> {
-        let location = object_store::path::Path::parse(key)
-            .map_err(|_| HttpError::BadRequest("not a valid object key"))?;
+        let location = location(key)?;
         let result = self.get(store, &location, GetOptions::default()).await?;
         if result.meta.size > limit {
             return Err(HttpError::upstream(format!(
@@ -436,8 +434,7 @@ impl Origin {
         store: &Arc<dyn ObjectStore>,
         key: &str,
     ) -> Result<bool, HttpError> {
-        let location = object_store::path::Path::parse(key)
-            .map_err(|_| HttpError::BadRequest("not a valid object key"))?;
+        let location = location(key)?;
         let head = GetOptions {
             head: true,
             ..Default::default()
@@ -448,6 +445,21 @@ impl Origin {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Where a key is in the store; a key object_store refuses is a bad request.
+fn location(key: &str) -> Result<object_store::path::Path, HttpError> {
+    object_store::path::Path::parse(key)
+        .map_err(|_| HttpError::BadRequest("not a valid object key"))
+}
+
+/// An `ETag` for a document made here, from its own bytes: a changed document is a new
+/// entity, an unchanged one revalidates with a 304.
+pub(crate) fn content_etag(body: &[u8]) -> String {
+    format!(
+        "\"{}\"",
+        &cdn_registry::digest::Digest::of(body).hex()[..32]
+    )
 }
 
 /// A document made here (a packument, a manifest, a tag list): `200` with its body, or `304`
