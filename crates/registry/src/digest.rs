@@ -79,54 +79,32 @@ impl Expected {
     /// separated by spaces): the strongest of sha512 and sha256; `None` if neither is there
     /// (sha1 alone is not trusted).
     pub fn from_integrity(sri: &str) -> Option<Expected> {
-        let mut best = None;
-        for item in sri.split_ascii_whitespace() {
-            let Some((algo, rest)) = item.split_once('-') else {
-                continue;
-            };
+        strongest(sri.split_ascii_whitespace().filter_map(|item| {
+            let (algo, rest) = item.split_once('-')?;
             // Options after `?` (SRI) are ignored.
             let b64 = rest.split('?').next().unwrap_or_default();
-            match (algo, decode(b64)) {
-                ("sha512", Some(bytes)) => {
-                    if let Ok(bytes) = <[u8; 64]>::try_from(bytes.as_slice()) {
-                        return Some(Expected::Sha512(bytes));
-                    }
-                }
-                ("sha256", Some(bytes)) => {
-                    if let Ok(bytes) = <[u8; 32]>::try_from(bytes.as_slice()) {
-                        best = Some(Expected::Sha256(bytes));
-                    }
-                }
-                _ => {}
-            }
-        }
-        best
+            let algo = match algo {
+                "sha512" => Algorithm::Sha512,
+                "sha256" => Algorithm::Sha256,
+                _ => return None,
+            };
+            Some((algo, b64))
+        }))
     }
 
     /// From a `Repr-Digest` field value (`sha-256=:<base64>:`, `sha-512=:<base64>:`, as a
     /// list): the strongest it names that this understands.
     pub fn from_repr_digest(value: &str) -> Option<Expected> {
-        let mut best = None;
-        for member in value.split(',') {
-            let Some((algo, rest)) = member.trim().split_once('=') else {
-                continue;
+        strongest(value.split(',').filter_map(|member| {
+            let (algo, rest) = member.trim().split_once('=')?;
+            let b64 = rest.strip_prefix(':')?.strip_suffix(':')?;
+            let algo = match algo.trim() {
+                "sha-512" => Algorithm::Sha512,
+                "sha-256" => Algorithm::Sha256,
+                _ => return None,
             };
-            let b64 = rest.strip_prefix(':').and_then(|r| r.strip_suffix(':'));
-            match (algo.trim(), b64.and_then(decode)) {
-                ("sha-512", Some(bytes)) => {
-                    if let Ok(bytes) = <[u8; 64]>::try_from(bytes.as_slice()) {
-                        return Some(Expected::Sha512(bytes));
-                    }
-                }
-                ("sha-256", Some(bytes)) => {
-                    if let Ok(bytes) = <[u8; 32]>::try_from(bytes.as_slice()) {
-                        best = Some(Expected::Sha256(bytes));
-                    }
-                }
-                _ => {}
-            }
-        }
-        best
+            Some((algo, b64))
+        }))
     }
 
     /// As a `Repr-Digest` field value.
@@ -207,8 +185,35 @@ pub fn npm_integrity(bytes: &[u8]) -> String {
     Expected::Sha512(Sha512::digest(bytes).into()).integrity()
 }
 
-fn decode(b64: &str) -> Option<Vec<u8>> {
-    STANDARD.decode(b64).ok()
+/// The hashes both notations name, whatever each calls them.
+#[derive(Clone, Copy)]
+enum Algorithm {
+    Sha256,
+    Sha512,
+}
+
+/// The strongest well-formed hash among `(algorithm, base64)` members: the first sha512 of the
+/// right length, else the last such sha256.
+fn strongest<'a>(members: impl Iterator<Item = (Algorithm, &'a str)>) -> Option<Expected> {
+    let mut best = None;
+    for (algo, b64) in members {
+        let Ok(bytes) = STANDARD.decode(b64) else {
+            continue;
+        };
+        match algo {
+            Algorithm::Sha512 => {
+                if let Ok(bytes) = <[u8; 64]>::try_from(bytes.as_slice()) {
+                    return Some(Expected::Sha512(bytes));
+                }
+            }
+            Algorithm::Sha256 => {
+                if let Ok(bytes) = <[u8; 32]>::try_from(bytes.as_slice()) {
+                    best = Some(Expected::Sha256(bytes));
+                }
+            }
+        }
+    }
+    best
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
