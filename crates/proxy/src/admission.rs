@@ -75,7 +75,7 @@ impl TierTrust {
 /// The request's `Host`. Over HTTP/2 a client names the authority in `:authority` (Pingora puts
 /// it in the URI) and may leave `Host` out (RFC 9113 §8.3.1): then the authority stands for it.
 /// A `Host` sent as well must still match it.
-fn host(req: &RequestHeader) -> Option<Cow<'_, http::HeaderValue>> {
+pub(crate) fn host(req: &RequestHeader) -> Option<Cow<'_, http::HeaderValue>> {
     if let Some(host) = req.headers.get(http::header::HOST) {
         return Some(Cow::Borrowed(host));
     }

@@ -439,11 +439,8 @@ impl ProxyHttp for TierProxy {
             .is_some_and(|a| packages::points_tarballs(self.tier, a, resp.status.as_u16()));
         if points {
             let req = session.req_header();
-            let host = req
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| req.uri.authority().map(|a| a.as_str()));
+            let host = admission::host(req);
+            let host = host.as_deref().and_then(|h| h.to_str().ok());
             let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
             if let Some(origin) = packages::client_origin(host, tls) {
                 // The body's length changes: sent chunked (HTTP/1.1) or framed (HTTP/2).
