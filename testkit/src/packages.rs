@@ -425,26 +425,19 @@ mod tests {
             println!("skopeo is not installed: skipping its check of the layout");
             return;
         }
-        let out = Command::new("skopeo")
-            .arg("inspect")
-            .arg("--raw")
-            .arg(format!("oci:{}:{tag}", dir.display()))
-            .output()
-            .expect("run skopeo");
-        assert!(
-            out.status.success(),
-            "skopeo inspect: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = Command::new("skopeo")
-            .arg("inspect")
-            .arg(format!("oci:{}:{tag}", dir.display()))
-            .output()
-            .expect("run skopeo");
-        assert!(
-            out.status.success(),
-            "skopeo inspect: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // The manifest as stored, and skopeo's reading of the image.
+        for raw in [true, false] {
+            let out = Command::new("skopeo")
+                .arg("inspect")
+                .args(raw.then_some("--raw"))
+                .arg(format!("oci:{}:{tag}", dir.display()))
+                .output()
+                .expect("run skopeo");
+            assert!(
+                out.status.success(),
+                "skopeo inspect: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 }

@@ -187,6 +187,15 @@ fn any_port() -> Listen {
 }
 
 impl Stack {
+    /// The three tiers with the shield's misses going to `origin` (a scripted origin standing
+    /// in for origin-adapter), and the empty folder origin-adapter is given meanwhile.
+    pub fn before(origin: &crate::ScriptedOrigin) -> (tempfile::TempDir, Stack) {
+        let unused = tempfile::tempdir().expect("tempdir");
+        let mut options = StackOptions::new(Backend::Local(unused.path().to_owned()));
+        options.shield_origin = Some(origin.addr);
+        (unused, Stack::start(options))
+    }
+
     pub fn start(options: StackOptions) -> Stack {
         let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
         let dir = tempfile::tempdir().expect("tempdir");

@@ -6,17 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testkit::{
-    get, get_hashed, pattern, raw_request, request, sha256_hex, Backend, Canned, ScriptedOrigin,
-    Seen, Stack, StackOptions,
+    get, get_hashed, pattern, raw_request, request, sha256_hex, Canned, ScriptedOrigin, Seen, Stack,
 };
-
-fn stack_before(origin: &ScriptedOrigin) -> (tempfile::TempDir, Stack) {
-    let unused = tempfile::tempdir().unwrap();
-    let mut options = StackOptions::new(Backend::Local(unused.path().to_owned()));
-    options.shield_origin = Some(origin.addr);
-    let stack = Stack::start(options);
-    (unused, stack)
-}
 
 fn age(reply: &testkit::Reply) -> u64 {
     reply
@@ -46,7 +37,7 @@ fn vary_stores_variants_apart() {
             lang.as_bytes(),
         )
     });
-    let (_dir, stack) = stack_before(&origin);
+    let (_dir, stack) = Stack::before(&origin);
     let url = stack.url("/vary/greeting");
     for (round, lang) in ["en", "fr", "en", "fr", "", "en"].into_iter().enumerate() {
         let headers: &[(&str, &str)] = if lang.is_empty() {
@@ -98,7 +89,7 @@ fn authorization_is_not_served_another_clients_copy() {
         };
         Canned::new(200, &[("cache-control", cc)], whose.as_bytes())
     });
-    let (_dir, stack) = stack_before(&origin);
+    let (_dir, stack) = Stack::before(&origin);
     let url = stack.url("/auth/doc");
     assert_eq!(&get(&url).body[..], b"anonymous");
     assert_eq!(&get(&url).body[..], b"anonymous");
@@ -133,7 +124,7 @@ fn age_is_the_copys_real_age_through_two_tiers() {
             b"aged",
         )
     });
-    let (_dir, mut stack) = stack_before(&origin);
+    let (_dir, mut stack) = Stack::before(&origin);
     let url = stack.url("/age/doc");
     let fetching = Instant::now();
     assert_eq!(get(&url).status, 200);
@@ -182,7 +173,7 @@ fn a_304_updates_the_copy_and_its_age() {
             )
         }
     });
-    let (_dir, stack) = stack_before(&origin);
+    let (_dir, stack) = Stack::before(&origin);
     let url = stack.url("/reval/doc");
     assert_eq!(get(&url).header("x-version"), Some("1"));
     std::thread::sleep(Duration::from_millis(1500));
@@ -243,7 +234,7 @@ fn no_cache_revalidates_and_must_revalidate_beats_stale_if_error() {
             ),
         }
     });
-    let (_dir, stack) = stack_before(&origin);
+    let (_dir, stack) = Stack::before(&origin);
     for round in 0..3 {
         let r = get(&stack.url("/nc/doc"));
         assert_eq!((r.status, &r.body[..]), (200, &b"nc"[..]), "round {round}");
@@ -289,7 +280,7 @@ fn targeted_cache_control_cookies_and_hop_fields() {
             b"cdn",
         )
     });
-    let (_dir, stack) = stack_before(&origin);
+    let (_dir, stack) = Stack::before(&origin);
     let url = stack.url("/cdn/doc");
     let first = get(&url);
     let second = get(&url);
@@ -319,7 +310,7 @@ fn targeted_cache_control_cookies_and_hop_fields() {
 #[test]
 fn missing_objects_are_cached_briefly() {
     let origin = ScriptedOrigin::start(|_req: &Seen| Canned::new(404, &[], b"no"));
-    let (_dir, stack) = stack_before(&origin);
+    let (_dir, stack) = Stack::before(&origin);
     for _ in 0..5 {
         assert_eq!(get(&stack.url("/nothing/here")).status, 404);
     }
@@ -332,7 +323,7 @@ fn a_successful_write_invalidates_the_copy() {
         "GET" => Canned::new(200, &[("cache-control", "max-age=60")], b"v"),
         _ => Canned::new(200, &[], b"written"),
     });
-    let (_dir, stack) = stack_before(&origin);
+    let (_dir, stack) = Stack::before(&origin);
     // What reaches the origin is the canonical target, with only the query the route keeps.
     get(&stack.url("/writes/d%6fc?utm=x"));
     assert_eq!(origin.seen()[0].target, "/writes/doc");
@@ -375,7 +366,7 @@ fn revalidating_a_large_object_keeps_its_body() {
             )
         }
     });
-    let (_dir, mut stack) = stack_before(&origin);
+    let (_dir, mut stack) = Stack::before(&origin);
     let url = stack.url("/big.bin");
     let whole = (200, data.len() as u64, sha256_hex(&data));
     let (status, _, len, hash) = get_hashed(&url);

@@ -7,17 +7,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use testkit::{
-    metric_sum, raw_request, request, Backend, Canned, ScriptedOrigin, Seen, Stack, StackOptions,
-};
-
-fn stack_before(origin: &ScriptedOrigin) -> (tempfile::TempDir, Stack) {
-    let unused = tempfile::tempdir().unwrap();
-    let mut options = StackOptions::new(Backend::Local(unused.path().to_owned()));
-    options.shield_origin = Some(origin.addr);
-    let stack = Stack::start(options);
-    (unused, stack)
-}
+use testkit::{metric_sum, raw_request, request, Canned, ScriptedOrigin, Seen, Stack};
 
 /// A packument as origin-adapter writes it: compact JSON, tarball URLs path-absolute.
 fn packument(versions: &[&str]) -> Vec<u8> {
@@ -78,7 +68,7 @@ fn tarball_urls_lead_back_through_the_edge() {
         ),
         _ => Canned::new(404, &[], b"no"),
     });
-    let (_dir, stack) = stack_before(&origin);
+    let (_dir, stack) = Stack::before(&origin);
     let url = stack.url("/npm/@acme%2futil");
     let expected = |origin: &str| {
         vec![
@@ -170,7 +160,7 @@ fn bodies_that_do_not_match_their_digest_are_neither_stored_nor_served_whole() {
             _ => Canned::new(200, &[], &bad_),
         }
     });
-    let (_dir, stack) = stack_before(&origin);
+    let (_dir, stack) = Stack::before(&origin);
     let secret = stack.tier_header(stack.shield);
     let secret: Vec<(&str, &str)> = secret.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let failures = || metric_sum(stack.shield_admin, "cdn_integrity_failures_total");
@@ -240,7 +230,7 @@ fn a_stale_copy_stands_in_for_an_upstream_429() {
             _ => Canned::new(200, &[("cache-control", "max-age=1")], b"plain"),
         }
     });
-    let (_dir, stack) = stack_before(&origin);
+    let (_dir, stack) = Stack::before(&origin);
     assert_eq!(request("GET", &stack.url("/sie/plain"), &[]).status, 200);
     assert_eq!(request("GET", &stack.url("/sie/must"), &[]).status, 200);
     shedding.store(true, Ordering::SeqCst);
@@ -288,7 +278,7 @@ fn a_new_version_is_seen_at_once() {
             _ => Canned::new(404, &[], b"no"),
         }
     });
-    let (_dir, stack) = stack_before(&origin);
+    let (_dir, stack) = Stack::before(&origin);
     let url = stack.url("/npm/@acme/util");
     let full = ("accept", "application/json");
     let abbreviated = ("accept", "application/vnd.npm.install-v1+json");

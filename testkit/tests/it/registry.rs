@@ -56,8 +56,13 @@ impl Registry {
         self.skopeo(&args)
     }
 
+    /// The token alone, as `Authorization: Bearer` carries it.
+    fn token(&self) -> &str {
+        self.creds.split_once(':').unwrap().1
+    }
+
     fn get(&self, path: &str) -> testkit::Reply {
-        let auth = format!("Bearer {}", self.creds.split_once(':').unwrap().1);
+        let auth = format!("Bearer {}", self.token());
         request("GET", &self.stack.url(path), &[("authorization", &auth)])
     }
 }
@@ -164,10 +169,7 @@ fn skopeo_pulls_cold_then_warm_every_digest_verified() {
         &r.stack
             .url(&format!("/v2/acme/app/blobs/{}", image.layers[0].digest)),
         &[
-            (
-                "authorization",
-                &format!("Bearer {}", r.creds.split_once(':').unwrap().1),
-            ),
+            ("authorization", &format!("Bearer {}", r.token())),
             ("range", "bytes=10-19"),
         ],
     );
@@ -183,10 +185,7 @@ fn skopeo_pulls_cold_then_warm_every_digest_verified() {
         "HEAD",
         &r.stack
             .url(&format!("/v2/acme/app/manifests/{}", image.manifest.digest)),
-        &[(
-            "authorization",
-            &format!("Bearer {}", r.creds.split_once(':').unwrap().1),
-        )],
+        &[("authorization", &format!("Bearer {}", r.token()))],
     );
     assert_eq!(head.status, 200);
     assert_eq!(
@@ -308,7 +307,7 @@ fn registry_errors_unknown_names_and_corruption() {
     let origin = r.stack.origin_admin;
     let before = answered(origin);
     let url = r.stack.url(&format!("/v2/acme/app/blobs/{layer}"));
-    let token = r.creds.split_once(':').unwrap().1.to_owned();
+    let token = r.token().to_owned();
     let curl = Command::new("curl")
         .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
         .arg(format!("Authorization: Bearer {token}"))
