@@ -89,6 +89,11 @@ impl Hybrid {
         }
     }
 
+    /// Whether the memory tier holds `key` now.
+    pub fn in_memory(&self, key: &HashBinary) -> bool {
+        self.memory.as_ref().is_some_and(|m| m.contains(key))
+    }
+
     /// Stores a finished small object: memory (admission decides) and disk.
     pub async fn store(&self, key: HashBinary, object: Arc<Object>) -> Result<()> {
         if let Some(memory) = &self.memory {

@@ -25,6 +25,7 @@ mod fills;
 mod hit;
 mod hybrid;
 mod key;
+mod lock;
 pub mod memory;
 mod meta;
 mod miss;
@@ -34,6 +35,7 @@ mod storage;
 
 pub use disk::{DiskTier, DiskUsage};
 pub use hybrid::Usage;
+pub use lock::CollapseLock;
 pub use memory::MemoryTier;
 pub use meta::SerializedMeta;
 pub use storage::HybridStorage;

@@ -41,6 +41,11 @@ impl MemoryTier {
         self.objects.get(key)
     }
 
+    /// Whether `key` is here, without counting it as a use.
+    pub fn contains(&self, key: &HashBinary) -> bool {
+        self.objects.contains_key(key)
+    }
+
     /// Offers a new version of an object; admission may still turn it away. One too big for
     /// the tier removes any older version, which would otherwise shadow it.
     pub fn insert(&self, key: HashBinary, object: Arc<Object>) {

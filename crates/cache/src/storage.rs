@@ -79,6 +79,12 @@ impl HybridStorage {
             });
     }
 
+    /// Whether a fill of `key` is running, or the object is in the memory tier: something a
+    /// lookup that missed moments ago would now find.
+    pub fn arrived_since_lookup(&self, key: &HashBinary) -> bool {
+        self.fills.newest(key).is_some() || self.hybrid.in_memory(key)
+    }
+
     pub fn usage(&self) -> Usage {
         self.hybrid.usage()
     }
