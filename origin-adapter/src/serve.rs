@@ -85,6 +85,28 @@ impl Origin {
         }
     }
 
+    /// The answer to the shield's health probe, if `req` is one (see `cdn_http::trust`).
+    pub fn probe<B>(&self, req: &Request<B>) -> Option<Response<Body>> {
+        if req.uri().path() != cdn_http::trust::HEALTH_PATH {
+            return None;
+        }
+        let presented = req.headers().get(cdn_http::trust::HEADER);
+        if let Some(secret) = &self.accepts {
+            if !secret.admits(presented.map(|v| v.as_bytes())) {
+                return None;
+            }
+        }
+        let body = Full::new(Bytes::from_static(b"ok"))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let mut resp = Response::new(body);
+        resp.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        Some(resp)
+    }
+
     async fn respond<B>(&self, req: &Request<B>) -> Result<Response<Body>, HttpError> {
         if let Some(secret) = &self.accepts {
             let presented = req.headers().get(cdn_http::trust::HEADER);

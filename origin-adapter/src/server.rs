@@ -42,6 +42,9 @@ pub async fn serve(listener: TcpListener, origin: Arc<Origin>, stop: impl Future
         let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let (origin, metrics) = (origin.clone(), metrics.clone());
             async move {
+                if let Some(resp) = origin.probe(&req) {
+                    return Ok::<_, Infallible>(resp);
+                }
                 let started = std::time::Instant::now();
                 let incoming = req.headers().get(request_id::HEADER).map(|v| v.as_bytes());
                 // The shield in front is trusted to pass its request id on.

@@ -189,11 +189,13 @@ pub struct ProxyConfig {
     pub tls: Option<TlsConfig>,
     /// Keep a request id the client sent (edge only; a shield always keeps its edge's).
     pub trust_request_id: bool,
-    /// Where misses go, in order of preference.
+    /// Where misses go: each object's home by consistent hashing, then the next on the ring.
     pub upstreams: Vec<SocketAddr>,
     pub cache: CacheConfig,
     pub connect_timeout: Duration,
     pub upstream_timeout: Duration,
+    /// How often each upstream is probed (a probe's timeout is twice this).
+    pub health_check: Duration,
     pub threads: usize,
     pub grace_period: Duration,
 }

@@ -146,9 +146,14 @@ pub(super) struct Shield {
     /// Time to connect to the upstream.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Dur,
-    /// Time to wait for each read from the upstream.
+    /// Time to wait for each read from the upstream. A request that got no response header
+    /// within it tries the next upstream (GET and HEAD), as one that cannot connect does.
     #[serde(default = "default_upstream_timeout")]
     pub upstream_timeout: Dur,
+    /// How often each upstream is probed; a probe must answer within twice this. An upstream
+    /// that fails a probe or a request is skipped until it answers a probe again.
+    #[serde(default = "default_health_check")]
+    pub health_check: Dur,
     /// Worker threads; default: one per core.
     pub threads: Option<usize>,
     /// How long a stop waits for requests in flight.
@@ -167,15 +172,22 @@ pub(super) struct Edge {
     /// Keep an `X-Request-Id` that clients send (only behind a load balancer that sets it).
     #[serde(default)]
     pub trust_request_id: bool,
-    /// Shields this edge fetches misses from, in order of preference.
+    /// Shields this edge fetches misses from. Each object has a home shield, picked by
+    /// consistent hashing of its cache key (every edge listing the same shields picks the
+    /// same); when it is down, the next on the ring.
     pub shields: Vec<SocketAddr>,
     pub cache: Cache,
     /// Time to connect to the upstream.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Dur,
-    /// Time to wait for each read from the upstream.
+    /// Time to wait for each read from the upstream. A request that got no response header
+    /// within it tries the next upstream (GET and HEAD), as one that cannot connect does.
     #[serde(default = "default_upstream_timeout")]
     pub upstream_timeout: Dur,
+    /// How often each upstream is probed; a probe must answer within twice this. An upstream
+    /// that fails a probe or a request is skipped until it answers a probe again.
+    #[serde(default = "default_health_check")]
+    pub health_check: Dur,
     /// Worker threads; default: one per core.
     pub threads: Option<usize>,
     /// How long a stop waits for requests in flight.
@@ -353,6 +365,9 @@ fn default_connect_timeout() -> Dur {
 }
 fn default_upstream_timeout() -> Dur {
     Dur(std::time::Duration::from_secs(15))
+}
+fn default_health_check() -> Dur {
+    Dur(std::time::Duration::from_millis(250))
 }
 fn default_realm() -> String {
     "cdn".into()

@@ -137,6 +137,13 @@ fn cross_field_mistakes_name_line_and_field() {
         "at least one shield",
     );
     check(
+        "shields: [127.0.0.1:8081]",
+        "shields: [127.0.0.1:8081]\n  health_check: 0s",
+        14,
+        "edge.health_check",
+        "more than 0",
+    );
+    check(
         "listen: 127.0.0.1:8080",
         "listen: 127.0.0.1:8081",
         12,

@@ -141,6 +141,17 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
     };
 
     let s = file.shield;
+    for (field, every) in [
+        ("shield.health_check", s.health_check.0),
+        ("edge.health_check", file.edge.health_check.0),
+    ] {
+        if every.is_zero() {
+            return Err(fail(
+                field,
+                "must be more than 0 (how often upstreams are probed)".into(),
+            ));
+        }
+    }
     let shield = ProxyConfig {
         listen: Listen {
             traffic: s.listen,
@@ -153,6 +164,7 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
         cache: cache("shield", s.cache)?,
         connect_timeout: s.connect_timeout.0,
         upstream_timeout: s.upstream_timeout.0,
+        health_check: s.health_check.0,
         threads: threads("shield", s.threads)?,
         grace_period: s.grace_period.0,
     };
@@ -199,6 +211,7 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
         cache: cache("edge", e.cache)?,
         connect_timeout: e.connect_timeout.0,
         upstream_timeout: e.upstream_timeout.0,
+        health_check: e.health_check.0,
         threads: threads("edge", e.threads)?,
         grace_period: e.grace_period.0,
     };

@@ -12,6 +12,11 @@ use subtle::ConstantTimeEq;
 /// The header a tier presents its secret in.
 pub const HEADER: &str = "cdn-tier-secret";
 
+/// Where a tier answers the probes of the tier in front, on its traffic listener: 200 to a
+/// caller presenting the secret (or to anyone, where none is required), with no access-log line.
+/// It says the process is there and reading requests, nothing more.
+pub const HEALTH_PATH: &str = "/.well-known/cdn-health";
+
 /// Shortest secret accepted: 16 bytes, so that it cannot be guessed.
 const MIN_LEN: usize = 16;
 

@@ -2,17 +2,18 @@
 //! `cdn_observe::admin`; this brings the cache gauges up to date before `/metrics` and probes
 //! the upstreams for `/readyz`.
 
+use crate::upstream::Upstreams;
 use async_trait::async_trait;
 use cdn_cache::HybridStorage;
 use cdn_observe::{CacheFigures, Metrics};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
-use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub struct ProxyAdmin {
     pub metrics: &'static Metrics,
     pub storage: &'static HybridStorage,
-    pub upstreams: Vec<SocketAddr>,
+    pub upstreams: Arc<Upstreams>,
 }
 
 impl ProxyAdmin {
@@ -39,7 +40,7 @@ impl ServeHttp for ProxyAdmin {
             self.metrics.cache(&self.figures());
         }
         // The storage exists only once its index is rebuilt, so reaching here means loaded.
-        let ready = || cdn_observe::admin::any_reachable(&self.upstreams);
+        let ready = || cdn_observe::admin::any_reachable(self.upstreams.peers());
         let a = cdn_observe::admin::answer(&path, self.metrics, ready).await;
         http::Response::builder()
             .status(a.status)

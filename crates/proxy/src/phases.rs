@@ -6,24 +6,25 @@ use crate::cacheability;
 use crate::outcome;
 use crate::packages::{self, Integrity, TarballUrls};
 use crate::respond::{self, Headers};
-use crate::upstream::Upstreams;
+use crate::upstream::{Order, Upstreams};
 use async_trait::async_trait;
 use bytes::Bytes;
-use cdn_cache::HybridStorage;
+use cdn_cache::{CollapseLock, HybridStorage};
 use cdn_config::{ProxyConfig, Routes};
 use cdn_observe::access::Access;
 use cdn_observe::decorate::UpstreamEntries;
 use cdn_observe::{cache_status, request_id, server_timing};
 use cdn_observe::{Decoration, Metrics, Outcome, Tier, UpstreamResult};
 use pingora::cache::key::{CacheHashKey, HashBinary};
-use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora::cache::lock::CacheKeyLockImpl;
 use pingora::cache::{
     CacheKey, CacheMeta, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable, VarianceBuilder,
 };
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorSource, Result};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a fill may hold the cache lock before waiters give up on it and fetch themselves.
@@ -34,7 +35,7 @@ pub struct TierProxy {
     routes: Routes,
     gate: Box<dyn Gate>,
     trust: TierTrust,
-    upstreams: Upstreams,
+    upstreams: Arc<Upstreams>,
     storage: &'static HybridStorage,
     lock: &'static CacheKeyLockImpl,
     metrics: &'static Metrics,
@@ -52,23 +53,29 @@ impl TierProxy {
         storage: &'static HybridStorage,
         metrics: &'static Metrics,
     ) -> Self {
-        let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(LOCK_AGE_TIMEOUT));
+        let lock: &'static CacheKeyLockImpl =
+            Box::leak(Box::new(CollapseLock::new(storage, LOCK_AGE_TIMEOUT)));
         TierProxy {
             tier,
             routes,
             gate,
             trust,
-            upstreams: Upstreams::new(
+            upstreams: Arc::new(Upstreams::new(
                 config.upstreams.clone(),
                 config.connect_timeout,
                 config.upstream_timeout,
-            ),
+            )),
             storage,
             lock,
             metrics,
             max_object_bytes: usize::try_from(config.cache.max_object_bytes).unwrap_or(usize::MAX),
             trust_request_id: config.trust_request_id,
         }
+    }
+
+    /// Where misses go, and which of them are up (shared with the health checks and `/readyz`).
+    pub fn upstreams(&self) -> Arc<Upstreams> {
+        self.upstreams.clone()
     }
 
     /// The headers every response of this request carries, from what is known so far.
@@ -95,7 +102,11 @@ pub struct Ctx {
     not_modified: Option<Box<ResponseHeader>>,
     /// Caching was enabled for this request.
     looked_up: bool,
+    /// The upstreams this request tries, its object's home first.
+    order: Option<Order>,
     attempts: usize,
+    /// A health probe from the tier in front: answered, not logged or counted.
+    probe: bool,
     upstream_started: Option<Instant>,
     /// Whether this request's upstream outcome is already counted.
     upstream_counted: bool,
@@ -124,7 +135,9 @@ impl ProxyHttp for TierProxy {
             authorization: false,
             not_modified: None,
             looked_up: false,
+            order: None,
             attempts: 0,
+            probe: false,
             upstream_started: None,
             upstream_counted: false,
             upstream: UpstreamEntries::default(),
@@ -157,7 +170,13 @@ impl ProxyHttp for TierProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let admitted = self.trust.check(session.req_header()).and_then(|()| {
+        let trusted = self.trust.check(session.req_header());
+        if trusted.is_ok() && session.req_header().uri.path() == cdn_http::trust::HEALTH_PATH {
+            ctx.probe = true;
+            respond::probe(session).await?;
+            return Ok(true);
+        }
+        let admitted = trusted.and_then(|()| {
             admission::admit(
                 session.req_header(),
                 client,
@@ -254,8 +273,17 @@ impl ProxyHttp for TierProxy {
         Ok(None)
     }
 
+    /// The object's home upstream by consistent hashing of its canonical target, then the next
+    /// on the ring; upstreams marked down go last.
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let peer = self.upstreams.peer(ctx.attempts);
+        let order = ctx.order.get_or_insert_with(|| {
+            let key = ctx
+                .admitted
+                .as_ref()
+                .map_or("", |a| a.upstream_target.as_str());
+            self.upstreams.order(key.as_bytes())
+        });
+        let peer = self.upstreams.peer(order, ctx.attempts);
         ctx.attempts += 1;
         ctx.upstream_started.get_or_insert_with(Instant::now);
         Ok(Box::new(peer))
@@ -264,14 +292,47 @@ impl ProxyHttp for TierProxy {
     fn fail_to_connect(
         &self,
         _session: &mut Session,
-        _peer: &HttpPeer,
+        peer: &HttpPeer,
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
         self.metrics.upstream(upstream_failure(&e));
         ctx.upstream_counted = true;
+        if let Some(addr) = peer.address().as_inet() {
+            self.upstreams.mark_down(addr);
+        }
         if self.upstreams.may_retry(ctx.attempts) {
             e.set_retry(true);
+        }
+        e
+    }
+
+    /// An upstream that fails a GET or HEAD before its response header was passed on (a hung
+    /// upstream times out here) is marked down, and the next upstream is tried.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("upstream {peer}"));
+        let method = &session.req_header().method;
+        let reads = method == http::Method::GET || method == http::Method::HEAD;
+        let untouched = session.response_written().is_none();
+        if reads && untouched && e.esource() == &ErrorSource::Upstream {
+            self.metrics.upstream(upstream_failure(&e));
+            ctx.upstream_counted = true;
+            // A pooled connection the upstream closed says nothing of its health.
+            if !client_reused || respond::is_timeout(&e) {
+                if let Some(addr) = peer.address().as_inet() {
+                    self.upstreams.mark_down(addr);
+                }
+            }
+            e.set_retry(self.upstreams.may_retry(ctx.attempts));
+        } else {
+            e.set_retry(false);
         }
         e
     }
@@ -526,6 +587,9 @@ impl ProxyHttp for TierProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if ctx.probe {
+            return;
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         outcome::settle(session, &mut ctx.outcome, ctx.looked_up);
         let req = session.req_header();

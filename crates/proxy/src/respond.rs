@@ -69,6 +69,18 @@ pub fn failure(e: &Error) -> Option<HttpError> {
     })
 }
 
+/// Answers a health probe from the tier in front (`upstream::HEALTH_PATH`): this tier is
+/// here and reading requests.
+pub async fn probe(session: &mut Session) -> Result<()> {
+    let mut resp = ResponseHeader::build(200, Some(3))?;
+    resp.insert_header(http::header::CONTENT_LENGTH, 2)?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::from_static(b"ok")), true)
+        .await
+}
+
 /// Writes `error` as this tier's own answer, dressed by `decoration`, in the form the route's
 /// `naming` calls for (the registry's JSON errors on oci routes, every other field kept);
 /// returns the `Cache-Status` it sent.

@@ -18,6 +18,7 @@ use crate::admission::{Gate, TierTrust};
 use crate::phases::TierProxy;
 use crate::storage;
 use crate::tls::{CertError, Hangup, Reloader, TlsListener};
+use crate::upstream::HealthChecks;
 use async_trait::async_trait;
 use cdn_cache::HybridStorage;
 use cdn_config::{Config, Listen, ProxyConfig, Routes};
@@ -122,6 +123,8 @@ impl ProxyTier {
         let mut server = Server::new_with_opt_and_conf(None, conf);
         server.bootstrap();
         let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new(tier)));
+        // Probes present the secret requests do.
+        let probe_secret = trust.presents.as_ref().map(|s| s.value().to_owned());
         let proxy = TierProxy::new(
             tier,
             settings,
@@ -130,6 +133,12 @@ impl ProxyTier {
             trust,
             storage,
             metrics,
+        );
+        let upstreams = proxy.upstreams();
+        let health = HealthChecks::new(
+            upstreams.clone(),
+            settings.health_check,
+            probe_secret.as_deref(),
         );
         let mut service =
             pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, tier.name());
@@ -145,11 +154,15 @@ impl ProxyTier {
             &format!("{} reload", tier.name()),
             Reloader::new(tier, hangup, tls.as_ref().map(|(_, tls)| tls)),
         ));
+        server.add_service(background_service(
+            &format!("{} health checks", tier.name()),
+            health,
+        ));
         if let (Some(admin), Some(socket)) = (listen.admin, admin) {
             let app = ProxyAdmin {
                 metrics,
                 storage,
-                upstreams: settings.upstreams.clone(),
+                upstreams,
             };
             let name = format!("{} admin", tier.name());
             let mut service = pingora::services::listening::Service::new(name, app);
