@@ -322,3 +322,158 @@ pub fn origin_dir(files: &[(&str, impl AsRef<[u8]>)]) -> tempfile::TempDir {
     }
     root
 }
+
+/// One download as a client saw it, for tests that load a tier with many clients at once:
+/// never panics, so a failed download is a value to count.
+#[derive(Debug)]
+pub struct Download {
+    /// 0 when no status line came.
+    pub status: u16,
+    /// The body's bytes as framed (chunked bodies decoded).
+    pub body_len: u64,
+    pub sha256: String,
+    /// The framing said where the body ends and it ended there: `Content-Length` bytes, or a
+    /// chunked body's last chunk. A body cut short, or one ended only by the connection
+    /// closing, is not complete.
+    pub complete: bool,
+    /// When the first and last body bytes came.
+    pub first_byte: Option<std::time::Instant>,
+    pub last_byte: Option<std::time::Instant>,
+    /// What went wrong on the wire, if anything.
+    pub error: Option<String>,
+}
+
+impl Download {
+    /// A 200 whose framing says it is whole.
+    pub fn whole_200(&self) -> bool {
+        self.status == 200 && self.complete
+    }
+}
+
+/// GETs `target` from `addr` on a connection of its own (`Connection: close`), hashing the
+/// body as it comes. Reads time out after `patience()`.
+pub fn download(addr: std::net::SocketAddr, target: &str, headers: &[(&str, &str)]) -> Download {
+    use sha2::Digest as _;
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut out = Download {
+        status: 0,
+        body_len: 0,
+        sha256: String::new(),
+        complete: false,
+        first_byte: None,
+        last_byte: None,
+        error: None,
+    };
+    let stream = match std::net::TcpStream::connect(addr) {
+        Ok(s) => s,
+        Err(e) => {
+            out.error = Some(format!("connect: {e}"));
+            return out;
+        }
+    };
+    let _ = stream.set_read_timeout(Some(patience()));
+    let mut request = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    if let Err(e) = (&stream).write_all(request.as_bytes()) {
+        out.error = Some(format!("send: {e}"));
+        return out;
+    }
+    let mut reader = BufReader::with_capacity(256 << 10, stream);
+    let mut line = String::new();
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut first = true;
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => {
+                out.error = Some("no complete header".into());
+                return out;
+            }
+            Ok(_) => {}
+        }
+        let l = line.trim_end();
+        if first {
+            out.status = l
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            first = false;
+            continue;
+        }
+        if l.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = l.split_once(':') {
+            let (name, value) = (name.trim(), value.trim());
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.parse().ok();
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.eq_ignore_ascii_case("chunked");
+            }
+        }
+    }
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut take = |data: &[u8], out: &mut Download| {
+        if data.is_empty() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        out.first_byte.get_or_insert(now);
+        out.last_byte = Some(now);
+        out.body_len += data.len() as u64;
+        hasher.update(data);
+    };
+    let mut read_exact_len =
+        |reader: &mut BufReader<std::net::TcpStream>, mut left: u64, out: &mut Download| -> bool {
+            while left > 0 {
+                let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+                match reader.read(&mut buf[..want]) {
+                    Ok(0) => return false,
+                    Ok(n) => {
+                        take(&buf[..n], out);
+                        left -= n as u64;
+                    }
+                    Err(e) => {
+                        out.error = Some(format!("read: {e}"));
+                        return false;
+                    }
+                }
+            }
+            true
+        };
+    if chunked {
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            let size = u64::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16);
+            let Ok(size) = size else { break };
+            if size == 0 {
+                out.complete = true;
+                break;
+            }
+            if !read_exact_len(&mut reader, size, &mut out) {
+                break;
+            }
+            line.clear();
+            let _ = reader.read_line(&mut line);
+        }
+    } else if let Some(len) = length {
+        out.complete = read_exact_len(&mut reader, len, &mut out);
+    } else {
+        read_exact_len(&mut reader, u64::MAX, &mut out);
+    }
+    out.sha256 = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    out
+}

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// One request as it reached the origin.
 #[derive(Debug, Clone)]
@@ -37,6 +38,10 @@ pub struct Canned {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The body sent in pieces of this many bytes, with this pause before each.
+    pub pace: Option<(usize, std::time::Duration)>,
+    /// The connection closed after this many body bytes (the origin dies mid-body).
+    pub cut_at: Option<usize>,
 }
 
 impl Canned {
@@ -48,7 +53,21 @@ impl Canned {
                 .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
                 .collect(),
             body: body.to_vec(),
+            pace: None,
+            cut_at: None,
         }
+    }
+
+    /// The body sent `chunk` bytes at a time, `pause` before each piece.
+    pub fn paced(mut self, chunk: usize, pause: std::time::Duration) -> Canned {
+        self.pace = Some((chunk, pause));
+        self
+    }
+
+    /// The connection closed after `len` bytes of the body.
+    pub fn cut_at(mut self, len: usize) -> Canned {
+        self.cut_at = Some(len);
+        self
     }
 }
 
@@ -142,6 +161,16 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Seen>>, script: &Script) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
+        if request.target == cdn_http::trust::HEALTH_PATH {
+            // The shield's probes: answered here, neither scripted nor recorded.
+            if writer
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
         let answer = script(&request);
         let head_only = request.method == "HEAD";
         seen.lock().expect("lock").push(request);
@@ -153,15 +182,26 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Seen>>, script: &Script) {
             out.push_str(&format!("Content-Length: {}\r\n", answer.body.len()));
         }
         out.push_str("\r\n");
-        let mut bytes = out.into_bytes();
-        if !head_only && answer.status != 304 {
-            bytes.extend_from_slice(&answer.body);
+        if writer.write_all(out.as_bytes()).is_err() {
+            return;
+        }
+        let body = if !head_only && answer.status != 304 {
+            &answer.body[..answer.cut_at.unwrap_or(usize::MAX).min(answer.body.len())]
+        } else {
+            &[][..]
+        };
+        let (chunk, pause) = answer.pace.unwrap_or((usize::MAX, Duration::ZERO));
+        for piece in body.chunks(chunk.max(1)) {
+            std::thread::sleep(pause);
+            if writer.write_all(piece).is_err() {
+                return;
+            }
         }
         let closing = answer
             .headers
             .iter()
             .any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.contains("close"));
-        if writer.write_all(&bytes).is_err() || closing {
+        if closing || answer.cut_at.is_some() {
             return;
         }
     }

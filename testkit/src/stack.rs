@@ -66,6 +66,8 @@ pub struct StackOptions {
     pub origin_timeout: &'static str,
     /// Point the shield somewhere other than the origin-adapter (e.g. a closed port).
     pub shield_origin: Option<SocketAddr>,
+    /// `upstream_timeout` of the shields and edges.
+    pub upstream_timeout: &'static str,
     pub memory: &'static str,
     pub max_object: &'static str,
     /// Disk tier size for the shield and each edge (`None`: memory only).
@@ -117,6 +119,7 @@ impl StackOptions {
             backend,
             origin_timeout: "5s",
             shield_origin: None,
+            upstream_timeout: "10s",
             memory: "512MiB",
             max_object: "128MiB",
             disk: Some("512MiB"),
@@ -170,11 +173,13 @@ enum Running {
 }
 
 /// What a member's config says of the addresses around it; port 0 where not known yet.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Wiring {
     origin: Listen,
     shield: Listen,
     edge: Listen,
+    /// The edge's shields, when not just `shield`.
+    shields: Vec<SocketAddr>,
 }
 
 fn any_port() -> Listen {
@@ -225,10 +230,11 @@ impl Stack {
             origin: any_port(),
             shield: any_port(),
             edge: stack.edge_any_port(),
+            shields: Vec::new(),
         };
-        wiring.origin = stack.add(Tier::Origin, "origin", wiring);
-        wiring.shield = stack.add(Tier::Shield, "shield", wiring);
-        wiring.edge = stack.add(Tier::Edge, "edge", wiring);
+        wiring.origin = stack.add(Tier::Origin, "origin", wiring.clone());
+        wiring.shield = stack.add(Tier::Shield, "shield", wiring.clone());
+        wiring.edge = stack.add(Tier::Edge, "edge", wiring.clone());
         let admin = |l: Listen| l.admin.expect("an admin listener");
         (stack.origin, stack.origin_admin) = (wiring.origin.traffic, admin(wiring.origin));
         (stack.shield, stack.shield_admin) = (wiring.shield.traffic, admin(wiring.shield));
@@ -250,13 +256,40 @@ impl Stack {
     /// traffic address. It is named `edge-2`, `edge-3`, …; its admin listener is
     /// `admin_of(that name)`.
     pub fn start_edge(&mut self) -> SocketAddr {
+        let shield = self.shield;
+        self.start_edge_before(&[shield])
+    }
+
+    /// Starts one more edge-pop listing `shields`, with an empty cache; returns its traffic
+    /// address. Named as `start_edge` names them.
+    pub fn start_edge_before(&mut self, shields: &[SocketAddr]) -> SocketAddr {
         let name = format!("edge-{}", self.members.len() - 1);
         let wiring = Wiring {
             origin: self.listen_of("origin"),
             shield: self.listen_of("shield"),
             edge: self.edge_any_port(),
+            shields: shields.to_vec(),
         };
         self.add(Tier::Edge, &name, wiring).traffic
+    }
+
+    /// Starts one more shield in front of the same origin, with an empty cache of its own;
+    /// returns its traffic address. It is named `shield-2`, `shield-3`, …; no edge uses it
+    /// until one is started with `start_edge_before`.
+    pub fn start_shield(&mut self) -> SocketAddr {
+        let shields = self
+            .members
+            .iter()
+            .filter(|m| m.tier == Tier::Shield)
+            .count();
+        let name = format!("shield-{}", shields + 1);
+        let wiring = Wiring {
+            origin: self.listen_of("origin"),
+            shield: any_port(),
+            edge: self.listen_of("edge"),
+            shields: Vec::new(),
+        };
+        self.add(Tier::Shield, &name, wiring).traffic
     }
 
     /// The admin listener of a member: "origin", "shield", "edge", or an extra edge's name.
@@ -395,9 +428,9 @@ impl Stack {
     /// for when it is started again.
     fn add(&mut self, tier: Tier, name: &str, wiring: Wiring) -> Listen {
         let config = self.dir.path().join(format!("{name}.yaml"));
-        std::fs::write(&config, self.config_text(name, wiring)).expect("write config");
+        std::fs::write(&config, self.config_text(name, wiring.clone())).expect("write config");
         let (running, listen) = self.launch(tier, name, &config);
-        let mut bound = wiring;
+        let mut bound = wiring.clone();
         match tier {
             Tier::Origin => bound.origin = listen,
             Tier::Shield => bound.shield = listen,
@@ -497,16 +530,31 @@ impl Stack {
             }
             _ => String::new(),
         };
-        // Only the edge being started reads the edge section: it names its own cache.
+        // Only the edge (shield) being started reads the edge (shield) section: it names its
+        // own cache.
         let edge_cache = if name.starts_with("edge") {
             name
         } else {
             "edge"
         };
+        let shield_cache = if name.starts_with("shield") {
+            name
+        } else {
+            "shield"
+        };
+        let shields = if w.shields.is_empty() {
+            w.shield.traffic.to_string()
+        } else {
+            w.shields
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         format!(
             "origin:\n  listen: {origin}\n  admin: {origin_admin}\n  timeout: {timeout}\n  backend:\n{backend}\
-             shield:\n  listen: {shield}\n  admin: {shield_admin}\n  origin: {shield_upstream}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{shield_disk}\
-             edge:\n  listen: {edge}\n  admin: {edge_admin}\n{edge_tls}  shields: [{shield}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: 10s\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
+             shield:\n  listen: {shield}\n  admin: {shield_admin}\n  origin: {shield_upstream}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: {upstream_timeout}\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{shield_disk}\
+             edge:\n  listen: {edge}\n  admin: {edge_admin}\n{edge_tls}  shields: [{shields}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: {upstream_timeout}\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
              logging:\n  format: {log_format}\n\
              auth:\n  token_keys:\n{token_keys}{api_keys}\
              {trust}\
@@ -521,6 +569,7 @@ impl Stack {
             origin = w.origin.traffic,
             origin_admin = admin(w.origin),
             timeout = o.origin_timeout,
+            upstream_timeout = o.upstream_timeout,
             shield = w.shield.traffic,
             shield_admin = admin(w.shield),
             // Where the shield sends its misses: the origin-adapter, unless the test says.
@@ -529,7 +578,7 @@ impl Stack {
             edge_admin = admin(w.edge),
             memory = o.memory,
             max_object = o.max_object,
-            shield_disk = disk("shield"),
+            shield_disk = disk(shield_cache),
             edge_disk = disk(edge_cache),
             log_format = o.log_format,
             token_keys = o

@@ -3,7 +3,9 @@
 
 mod auth;
 mod canonical;
+mod collapsing;
 mod config_errors;
+mod failover;
 mod http_caching;
 mod npm;
 mod observability;
