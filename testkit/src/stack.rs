@@ -68,6 +68,8 @@ pub struct StackOptions {
     pub shield_origin: Option<SocketAddr>,
     /// `upstream_timeout` of the shields and edges.
     pub upstream_timeout: &'static str,
+    /// `send_timeout` of the shields and edges.
+    pub send_timeout: &'static str,
     pub memory: &'static str,
     pub max_object: &'static str,
     /// Disk tier size for the shield and each edge (`None`: memory only).
@@ -120,6 +122,7 @@ impl StackOptions {
             origin_timeout: "5s",
             shield_origin: None,
             upstream_timeout: "10s",
+            send_timeout: "30s",
             memory: "512MiB",
             max_object: "128MiB",
             disk: Some("512MiB"),
@@ -553,8 +556,8 @@ impl Stack {
         };
         format!(
             "origin:\n  listen: {origin}\n  admin: {origin_admin}\n  timeout: {timeout}\n  backend:\n{backend}\
-             shield:\n  listen: {shield}\n  admin: {shield_admin}\n  origin: {shield_upstream}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: {upstream_timeout}\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{shield_disk}\
-             edge:\n  listen: {edge}\n  admin: {edge_admin}\n{edge_tls}  shields: [{shields}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: {upstream_timeout}\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
+             shield:\n  listen: {shield}\n  admin: {shield_admin}\n  origin: {shield_upstream}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: {upstream_timeout}\n  send_timeout: {send_timeout}\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{shield_disk}\
+             edge:\n  listen: {edge}\n  admin: {edge_admin}\n{edge_tls}  shields: [{shields}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: {upstream_timeout}\n  send_timeout: {send_timeout}\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
              logging:\n  format: {log_format}\n\
              auth:\n  token_keys:\n{token_keys}{api_keys}\
              {trust}\
@@ -570,6 +573,7 @@ impl Stack {
             origin_admin = admin(w.origin),
             timeout = o.origin_timeout,
             upstream_timeout = o.upstream_timeout,
+            send_timeout = o.send_timeout,
             shield = w.shield.traffic,
             shield_admin = admin(w.shield),
             // Where the shield sends its misses: the origin-adapter, unless the test says.

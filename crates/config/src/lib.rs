@@ -196,6 +196,10 @@ pub struct ProxyConfig {
     pub upstream_timeout: Duration,
     /// How often each upstream is probed (a probe's timeout is twice this).
     pub health_check: Duration,
+    /// How long one write to a client may wait; then the client is dropped.
+    pub send_timeout: Duration,
+    /// The slowest a client may read (bytes per second, HTTP/1.1), if set.
+    pub min_send_rate: Option<u64>,
     pub threads: usize,
     pub grace_period: Duration,
 }

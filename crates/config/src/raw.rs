@@ -154,6 +154,13 @@ pub(super) struct Shield {
     /// that fails a probe or a request is skipped until it answers a probe again.
     #[serde(default = "default_health_check")]
     pub health_check: Dur,
+    /// How long one write to a client may wait for it to read; past it the client is dropped.
+    /// A fill never waits for its clients: it goes on at the upstream's pace into the cache.
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout: Dur,
+    /// The slowest a client may read, in bytes per second (HTTP/1.1): each write may then take
+    /// its length over this rate (at least a second) instead of `send_timeout`. Omit: none.
+    pub min_send_rate: Option<ByteSize>,
     /// Worker threads; default: one per core.
     pub threads: Option<usize>,
     /// How long a stop waits for requests in flight.
@@ -188,6 +195,13 @@ pub(super) struct Edge {
     /// that fails a probe or a request is skipped until it answers a probe again.
     #[serde(default = "default_health_check")]
     pub health_check: Dur,
+    /// How long one write to a client may wait for it to read; past it the client is dropped.
+    /// A fill never waits for its clients: it goes on at the upstream's pace into the cache.
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout: Dur,
+    /// The slowest a client may read, in bytes per second (HTTP/1.1): each write may then take
+    /// its length over this rate (at least a second) instead of `send_timeout`. Omit: none.
+    pub min_send_rate: Option<ByteSize>,
     /// Worker threads; default: one per core.
     pub threads: Option<usize>,
     /// How long a stop waits for requests in flight.
@@ -365,6 +379,9 @@ fn default_connect_timeout() -> Dur {
 }
 fn default_upstream_timeout() -> Dur {
     Dur(std::time::Duration::from_secs(15))
+}
+fn default_send_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(30))
 }
 fn default_health_check() -> Dur {
     Dur(std::time::Duration::from_millis(250))

@@ -144,12 +144,11 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
     for (field, every) in [
         ("shield.health_check", s.health_check.0),
         ("edge.health_check", file.edge.health_check.0),
+        ("shield.send_timeout", s.send_timeout.0),
+        ("edge.send_timeout", file.edge.send_timeout.0),
     ] {
         if every.is_zero() {
-            return Err(fail(
-                field,
-                "must be more than 0 (how often upstreams are probed)".into(),
-            ));
+            return Err(fail(field, "must be more than 0".into()));
         }
     }
     let shield = ProxyConfig {
@@ -165,6 +164,8 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
         connect_timeout: s.connect_timeout.0,
         upstream_timeout: s.upstream_timeout.0,
         health_check: s.health_check.0,
+        send_timeout: s.send_timeout.0,
+        min_send_rate: s.min_send_rate.map(|r| r.0),
         threads: threads("shield", s.threads)?,
         grace_period: s.grace_period.0,
     };
@@ -212,6 +213,8 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
         connect_timeout: e.connect_timeout.0,
         upstream_timeout: e.upstream_timeout.0,
         health_check: e.health_check.0,
+        send_timeout: e.send_timeout.0,
+        min_send_rate: e.min_send_rate.map(|r| r.0),
         threads: threads("edge", e.threads)?,
         grace_period: e.grace_period.0,
     };

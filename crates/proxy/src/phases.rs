@@ -41,6 +41,8 @@ pub struct TierProxy {
     metrics: &'static Metrics,
     max_object_bytes: usize,
     trust_request_id: bool,
+    send_timeout: Duration,
+    min_send_rate: Option<usize>,
 }
 
 impl TierProxy {
@@ -70,6 +72,10 @@ impl TierProxy {
             metrics,
             max_object_bytes: usize::try_from(config.cache.max_object_bytes).unwrap_or(usize::MAX),
             trust_request_id: config.trust_request_id,
+            send_timeout: config.send_timeout,
+            min_send_rate: config
+                .min_send_rate
+                .map(|r| usize::try_from(r).unwrap_or(usize::MAX)),
         }
     }
 
@@ -153,6 +159,18 @@ impl ProxyHttp for TierProxy {
         // Requests pipelined on one connection are answered in order (RFC 9112 §9.3.2), not
         // dropped with the connection.
         session.downstream_session.set_pipelining_enabled(true);
+        // A fill goes on at the upstream's pace whatever its client does: over HTTP/1.1 the
+        // body is queued to the client while the next piece is read and cached (one piece at
+        // most: the client reads it from the cache at its own pace). A client that does not
+        // take a write within the send timeout (or the minimum rate) is dropped; the fill is
+        // finished for everyone else.
+        session.set_proxy_tasks_enabled(true);
+        session
+            .downstream_session
+            .set_write_timeout(Some(self.send_timeout));
+        session
+            .downstream_session
+            .set_min_send_rate(self.min_send_rate);
         Ok(())
     }
 

@@ -14,6 +14,7 @@ mod packages;
 mod persistence;
 mod registry;
 mod requests;
+mod slow_clients;
 mod sources;
 mod three_tiers;
 mod tls;

@@ -1,0 +1,60 @@
+//! A client that stops reading holds up nobody: the fill it started goes on at the upstream's
+//! pace into the cache, other clients read it at theirs, and the stalled one is dropped after
+//! the send timeout.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+use testkit::{download, origin_dir, pattern, sha256_hex, Backend, Stack, StackOptions};
+
+const MIB: usize = 1 << 20;
+const SEND_TIMEOUT: Duration = Duration::from_secs(8);
+
+#[test]
+fn a_stalled_client_neither_stalls_the_fill_nor_the_next_client_and_is_dropped() {
+    let body = pattern(256 * MIB, 41);
+    let root = origin_dir(&[("files/big.bin", &body)]);
+    let mut options = StackOptions::new(Backend::Local(root.path().to_owned()));
+    options.max_object = "512MiB";
+    options.disk = Some("1GiB");
+    options.send_timeout = "8s";
+    let stack = Stack::start(options);
+
+    // The first client starts the fill, reads 1 MiB of the body and stops reading.
+    let mut stalled = std::net::TcpStream::connect(stack.edge).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stalled,
+        "GET /files/big.bin HTTP/1.1\r\nHost: cdn.test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = vec![0u8; MIB];
+    stalled.read_exact(&mut got).unwrap();
+    let stalled_at = Instant::now();
+
+    // A second client gets the whole object, at the upstream's pace, long before the stalled
+    // one is given up on.
+    let started = Instant::now();
+    let second = download(stack.edge, "/files/big.bin", &[]);
+    let took = started.elapsed();
+    assert!(second.whole_200(), "{second:?}");
+    assert_eq!(second.sha256, sha256_hex(&body));
+    assert!(
+        took < SEND_TIMEOUT,
+        "the second download took {took:?}: it waited for the stalled client"
+    );
+
+    // The stalled client was dropped once a write to it waited the send timeout: reading on,
+    // it gets what the socket buffers held, then the end, never the whole object.
+    std::thread::sleep(
+        (SEND_TIMEOUT + Duration::from_secs(2)).saturating_sub(stalled_at.elapsed()),
+    );
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest);
+    let received = MIB + rest.len();
+    assert!(
+        received < body.len(),
+        "the stalled client got all {received} bytes: it was never dropped"
+    );
+}
