@@ -182,16 +182,25 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Seen>>, script: &Script) {
             out.push_str(&format!("Content-Length: {}\r\n", answer.body.len()));
         }
         out.push_str("\r\n");
-        if writer.write_all(out.as_bytes()).is_err() {
-            return;
-        }
         let body = if !head_only && answer.status != 304 {
             &answer.body[..answer.cut_at.unwrap_or(usize::MAX).min(answer.body.len())]
         } else {
             &[][..]
         };
-        let (chunk, pause) = answer.pace.unwrap_or((usize::MAX, Duration::ZERO));
-        for piece in body.chunks(chunk.max(1)) {
+        let mut first = out.into_bytes();
+        let (chunk, pause) = match answer.pace {
+            Some(pace) => pace,
+            None => {
+                // Header and body in one write, as they arrive from a quick origin.
+                first.extend_from_slice(body);
+                (usize::MAX, Duration::ZERO)
+            }
+        };
+        if writer.write_all(&first).is_err() {
+            return;
+        }
+        let rest = if answer.pace.is_some() { body } else { &[][..] };
+        for piece in rest.chunks(chunk.max(1)) {
             std::thread::sleep(pause);
             if writer.write_all(piece).is_err() {
                 return;

@@ -74,6 +74,9 @@ pub struct StackOptions {
     pub max_object: &'static str,
     /// Disk tier size for the shield and each edge (`None`: memory only).
     pub disk: Option<&'static str>,
+    /// Where the tiers' cache folders go (one per member, by name); default: the stack's own
+    /// temporary folder.
+    pub cache_root: Option<PathBuf>,
     /// `logging.format`: "text" or "json".
     pub log_format: &'static str,
     /// Token key ids the edge accepts (a key pair is made for each of `KEY_IDS` either way).
@@ -126,6 +129,7 @@ impl StackOptions {
             memory: "512MiB",
             max_object: "128MiB",
             disk: Some("512MiB"),
+            cache_root: None,
             log_format: "text",
             token_keys: &["k1"],
             api_keys: false,
@@ -424,7 +428,10 @@ impl Stack {
 
     /// The disk cache folder of a proxy member ("shield", "edge", or an extra edge's name).
     pub fn cache_dir(&self, name: &str) -> PathBuf {
-        self.dir.path().join("cache").join(name)
+        match &self.options.cache_root {
+            Some(root) => root.join(name),
+            None => self.dir.path().join("cache").join(name),
+        }
     }
 
     /// Writes `name`'s config, starts it, and writes its config again with the ports it got,

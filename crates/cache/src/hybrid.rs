@@ -20,7 +20,9 @@ use crate::object::Object;
 use pingora_cache::key::HashBinary;
 use pingora_cache::CacheMeta;
 use pingora_error::Result;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// What the storage holds, for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -30,11 +32,34 @@ pub struct Usage {
     /// Objects the memory tier evicted to make room, so far.
     pub memory_evictions: u64,
     pub disk: Option<DiskUsage>,
+    /// Disk writes that failed since start-up.
+    pub disk_faults: u64,
+    /// A disk write failed lately: misses pass through uncached.
+    pub degraded: bool,
 }
 
 pub struct Hybrid {
     memory: Option<MemoryTier>,
     disk: Option<Arc<DiskTier>>,
+    faults: Faults,
+}
+
+/// Disk writes that failed (a full or read-only disk, too many open files, an I/O error): each
+/// is counted, logged (at most once a second), and for `DEGRADED_FOR` after the last one new
+/// fills are not admitted, so misses pass through uncached while hits are still served.
+#[derive(Default)]
+struct Faults {
+    count: AtomicU64,
+    /// Milliseconds since `EPOCH` of the last one, plus one (0: none yet).
+    last: AtomicU64,
+    logged: AtomicU64,
+}
+
+const DEGRADED_FOR: Duration = Duration::from_secs(5);
+static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+fn now_ms() -> u64 {
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 impl Hybrid {
@@ -42,6 +67,7 @@ impl Hybrid {
         Hybrid {
             memory,
             disk: disk.map(Arc::new),
+            faults: Faults::default(),
         }
     }
 
@@ -53,7 +79,37 @@ impl Hybrid {
             memory_bytes,
             memory_evictions: memory.map_or(0, MemoryTier::evictions),
             disk: self.disk.as_ref().map(|d| d.usage()),
+            disk_faults: self.faults(),
+            degraded: self.degraded(),
         }
+    }
+
+    /// A disk write failed: counted, logged, and new fills are not admitted for a while.
+    pub fn fault(&self, doing: &str, error: &dyn std::fmt::Display) {
+        let now = now_ms();
+        self.faults.count.fetch_add(1, Ordering::Relaxed);
+        self.faults.last.store(now, Ordering::Relaxed);
+        let logged = self.faults.logged.load(Ordering::Relaxed);
+        if now.saturating_sub(logged) >= 1000
+            && self
+                .faults
+                .logged
+                .compare_exchange(logged, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(%error, doing, "disk cache write failed: misses pass through uncached for a while");
+        }
+    }
+
+    /// Whether a disk write failed lately: new fills are then not admitted.
+    pub fn degraded(&self) -> bool {
+        let last = self.faults.last.load(Ordering::Relaxed);
+        last != 0 && now_ms().saturating_sub(last) < DEGRADED_FOR.as_millis() as u64
+    }
+
+    /// Disk writes that failed since start-up.
+    pub fn faults(&self) -> u64 {
+        self.faults.count.load(Ordering::Relaxed)
     }
 
     pub fn disk(&self) -> Option<&Arc<DiskTier>> {

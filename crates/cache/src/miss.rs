@@ -55,7 +55,7 @@ impl MissWriter {
             failed: false,
         };
         if let Some(len) = announced.filter(|len| hybrid.is_large(*len)) {
-            writer.spill(len).await?;
+            writer.spill_or_pass(len).await;
         }
         Ok(writer)
     }
@@ -80,6 +80,18 @@ impl MissWriter {
         Ok(())
     }
 
+    /// Spills to disk; if the disk fails, the fill stays in RAM for the clients reading it and
+    /// is not stored (the disk fault is counted and new fills pass through for a while).
+    async fn spill_or_pass(&mut self, expected: u64) {
+        if self.failed {
+            return;
+        }
+        if let Err(e) = self.spill(expected).await {
+            self.hybrid.fault("starting a large disk entry", &e);
+            self.failed = true;
+        }
+    }
+
     async fn write(&mut self, data: Bytes) -> Result<()> {
         if data.is_empty() {
             return Ok(());
@@ -96,9 +108,9 @@ impl MissWriter {
             return Ok(());
         }
         let in_ram = self.fill.push(data);
-        if self.hybrid.is_large(in_ram) {
-            self.spill(self.announced.unwrap_or(in_ram * 2).max(in_ram))
-                .await?;
+        if self.hybrid.is_large(in_ram) && !self.failed {
+            self.spill_or_pass(self.announced.unwrap_or(in_ram * 2).max(in_ram))
+                .await;
         }
         Ok(())
     }
@@ -108,31 +120,46 @@ impl MissWriter {
 impl HandleMiss for MissWriter {
     async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
         let written = self.write(data).await;
-        if written.is_err() {
+        if let Err(e) = &written {
+            // Mid-way through a large entry: its readers read the segment, which now lacks
+            // this piece, so the fill fails.
+            self.hybrid.fault("writing a large disk entry", e);
             self.failed = true;
         }
         written
     }
 
     async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
-        if self.failed {
+        if self.failed && self.large.is_some() {
             return Error::e_explain(ErrorType::InternalError, "cache write failed earlier");
         }
         let written = self.fill.written() as usize;
-        let purged = self.fill.purged();
-        if let Some(writer) = self.large.take() {
-            if !purged {
+        let purged = self.fill.purged() || self.failed;
+        let stored = if let Some(writer) = self.large.take() {
+            let committed = if purged {
+                Ok(())
+            } else {
                 crate::pool::blocking("committing a large disk entry", move || writer.commit())
-                    .await?;
-            }
+                    .await
+            };
             self.hybrid.replaced_by_large(&self.key);
+            committed
         } else if !purged {
             let object = Object::joined(self.fill.meta.clone(), &self.fill.chunks());
-            self.hybrid.store(self.key, Arc::new(object)).await?;
-        }
+            self.hybrid.store(self.key, Arc::new(object)).await
+        } else {
+            Ok(())
+        };
+        // Readers have every byte whether or not it could be stored: the fill ends cleanly
+        // for them either way.
         self.fill.finish();
         self.fills.remove(&self.key, self.fill.write_id);
         self.finished = true;
+        // Not stored, yet no error for pingora either: an error here would cut off the
+        // readers it is still feeding from this fill.
+        if let Err(e) = stored {
+            self.hybrid.fault("storing a finished entry", &e);
+        }
         Ok(MissFinishType::Created(written))
     }
 

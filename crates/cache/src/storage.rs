@@ -85,6 +85,12 @@ impl HybridStorage {
         self.fills.newest(key).is_some() || self.hybrid.in_memory(key)
     }
 
+    /// A disk write failed lately (a full or read-only disk, too many open files, an I/O
+    /// error): new fills are not admitted until a while has passed without one.
+    pub fn degraded(&self) -> bool {
+        self.hybrid.degraded()
+    }
+
     pub fn usage(&self) -> Usage {
         self.hybrid.usage()
     }

@@ -20,7 +20,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn text(status: u16, body: impl Into<String>) -> Answer {
+    pub fn text(status: u16, body: impl Into<String>) -> Answer {
         Answer {
             status,
             content_type: "text/plain; charset=utf-8",

@@ -75,6 +75,8 @@ pub struct CacheFigures {
     pub disk_bytes: u64,
     pub disk_evictions: u64,
     pub corrupt: u64,
+    /// Disk writes that failed (full, read-only, out of descriptors, I/O errors).
+    pub disk_faults: u64,
 }
 
 pub struct Metrics {
@@ -90,9 +92,10 @@ pub struct Metrics {
     cache_bytes: Vec<IntGauge>,
     evictions: Vec<IntCounter>,
     corrupt: IntCounter,
+    disk_faults: IntCounter,
     integrity_failures: IntCounter,
     /// Storage counters already added to the prometheus counters.
-    seen: [AtomicU64; 3],
+    seen: [AtomicU64; 4],
 }
 
 impl Metrics {
@@ -176,6 +179,14 @@ impl Metrics {
             &["tier"],
         )
         .expect("valid counter");
+        let disk_faults = IntCounterVec::new(
+            Opts::new(
+                "cdn_cache_disk_faults_total",
+                "Disk cache writes that failed; misses then pass through uncached for a while",
+            ),
+            &["tier"],
+        )
+        .expect("valid counter");
         let integrity_failures = IntCounterVec::new(
             Opts::new(
                 "cdn_integrity_failures_total",
@@ -196,6 +207,7 @@ impl Metrics {
             &cache_bytes,
             &evictions,
             &corrupt,
+            &disk_faults,
             &integrity_failures,
         ] {
             register(c.boxed());
@@ -233,6 +245,7 @@ impl Metrics {
                 .map(|m| evictions.with_label_values(&[tier, m]))
                 .collect(),
             corrupt: corrupt.with_label_values(&[tier]),
+            disk_faults: disk_faults.with_label_values(&[tier]),
             integrity_failures: integrity_failures.with_label_values(&[tier]),
             seen: Default::default(),
             registry,
@@ -285,6 +298,7 @@ impl Metrics {
         advance(&self.seen[0], f.memory_evictions, &self.evictions[0]);
         advance(&self.seen[1], f.disk_evictions, &self.evictions[1]);
         advance(&self.seen[2], f.corrupt, &self.corrupt);
+        advance(&self.seen[3], f.disk_faults, &self.disk_faults);
     }
 
     /// The text exposition of every family.

@@ -28,6 +28,7 @@ impl ProxyAdmin {
             disk_bytes: disk.bytes,
             disk_evictions: disk.evicted_objects,
             corrupt: disk.corrupt,
+            disk_faults: usage.disk_faults,
         }
     }
 }
@@ -41,7 +42,14 @@ impl ServeHttp for ProxyAdmin {
         }
         // The storage exists only once its index is rebuilt, so reaching here means loaded.
         let ready = || cdn_observe::admin::any_reachable(self.upstreams.peers());
-        let a = cdn_observe::admin::answer(&path, self.metrics, ready).await;
+        let mut a = cdn_observe::admin::answer(&path, self.metrics, ready).await;
+        if path == "/readyz" && a.status == 200 && self.storage.degraded() {
+            // Still serving (hits, and misses uncached), so still ready; but say so.
+            a = cdn_observe::admin::Answer::text(
+                200,
+                "degraded: disk cache writes failing, misses pass through uncached\n",
+            );
+        }
         http::Response::builder()
             .status(a.status)
             .header(http::header::CONTENT_TYPE, a.content_type)

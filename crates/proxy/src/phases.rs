@@ -164,7 +164,11 @@ impl ProxyHttp for TierProxy {
         // most: the client reads it from the cache at its own pace). A client that does not
         // take a write within the send timeout (or the minimum rate) is dropped; the fill is
         // finished for everyone else.
-        session.set_proxy_tasks_enabled(true);
+        // (Not for HEAD, which has no body to queue: its header waits for the fill's checks,
+        // as the shield's integrity check needs.)
+        if session.req_header().method != http::Method::HEAD {
+            session.set_proxy_tasks_enabled(true);
+        }
         session
             .downstream_session
             .set_write_timeout(Some(self.send_timeout));
@@ -391,6 +395,11 @@ impl ProxyHttp for TierProxy {
         // included, so the copy's age is the upstream's copy's.
         let merged = (ctx.not_modified.take())
             .map(|not_modified| cacheability::merge_not_modified(resp, &not_modified));
+        if merged.is_none() && self.storage.degraded() {
+            // The disk is failing: this miss passes through uncached rather than risk a
+            // fill the disk cannot hold.
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::StorageError));
+        }
         let decision = cacheability::decide(
             merged.as_ref().unwrap_or(resp),
             &admitted.policy,

@@ -116,33 +116,3 @@ fn an_origin_that_dies_mid_body_fails_every_client_and_stores_nothing() {
         "the broken fill was not stored"
     );
 }
-
-#[test]
-fn small_objects_asked_for_twice_at_once_are_fetched_once() {
-    let files: Vec<(String, Vec<u8>)> = (0..60)
-        .map(|i| (format!("files/small-{i}"), pattern(16 << 10, i)))
-        .collect();
-    let named: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.as_slice()))
-        .collect();
-    let root = testkit::origin_dir(&named);
-    let stack = Stack::start(testkit::StackOptions::new(testkit::Backend::Local(
-        root.path().to_owned(),
-    )));
-    let secret = stack.tier_header(stack.shield);
-    let headers: Vec<(&str, &str)> = secret.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let before = testkit::answered(stack.origin_admin);
-    for (i, (name, _)) in files.iter().enumerate() {
-        let target = format!("/{name}");
-        let downloads = at_once(stack.shield, &target, 2, &headers);
-        for d in &downloads {
-            assert!(d.whole_200(), "{d:?}");
-        }
-        assert_eq!(
-            testkit::answered(stack.origin_admin) - before,
-            i as u64 + 1,
-            "{target}"
-        );
-    }
-}

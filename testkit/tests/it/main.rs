@@ -5,6 +5,7 @@ mod auth;
 mod canonical;
 mod collapsing;
 mod config_errors;
+mod disk_faults;
 mod failover;
 mod http_caching;
 mod npm;
