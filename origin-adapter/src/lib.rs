@@ -13,7 +13,6 @@ pub mod backend;
 pub mod conditional;
 mod npm;
 pub mod observe;
-pub mod range;
 mod registry;
 pub mod serve;
 pub mod server;

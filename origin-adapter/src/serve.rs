@@ -3,9 +3,9 @@
 
 use crate::backend::Stores;
 use crate::conditional::Validators;
-use crate::range::{self, RangeRequest};
 use bytes::Bytes;
 use cdn_config::{Naming, RoutePolicy, Routes};
+use cdn_http::range::{self, RangeRequest};
 use cdn_http::{HttpError, Secret, Target};
 use cdn_observe::{Metrics, Tier, UpstreamResult};
 use futures::StreamExt;

@@ -575,6 +575,8 @@ impl Stack {
              \x20 - prefix: /limited/\n    ttl: 1h\n    rate_limit:\n      per_client_ip: 40/m\n\
              \x20 - prefix: /metered/\n    ttl: 1h\n    auth: true\n    rate_limit:\n      per_credential: 20/m\n\
              \x20 - prefix: /_cdn/\n    ttl: 1s\n    cache: false\n\
+             \x20 - prefix: /sliced/\n    ttl: 1h\n    slice: 8MiB\n\
+             \x20 - prefix: /sliced-short/\n    ttl: 1s\n    slice: 64KiB\n\
              \x20 - prefix: /short/\n    ttl: 1s\n  - prefix: /nocache/\n    ttl: 1h\n    cache: false\n  - prefix: /q/\n    ttl: 1h\n    query: [v]\n  - prefix: /writes/\n    ttl: 1h\n    pass_writes: true\n  - prefix: /\n    ttl: 1h\n",
             origin = w.origin.traffic,
             origin_admin = admin(w.origin),

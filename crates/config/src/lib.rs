@@ -243,6 +243,8 @@ pub struct RoutePolicy {
     pub stale_while_revalidate: Duration,
     /// Requests allowed at the edge per client address and per credential.
     pub rate_limit: RateLimit,
+    /// Objects are fetched and cached as slices of this many bytes, if set.
+    pub slice: Option<u64>,
 }
 
 /// How a route's paths name what they hold: as credentials' scopes name it, and as

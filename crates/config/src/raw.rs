@@ -292,6 +292,10 @@ pub(super) struct Route {
     /// and TRACE) pass through to the upstream, uncached.
     #[serde(default)]
     pub pass_writes: bool,
+    /// Fetch and cache objects as slices of this many bytes (at least 64KiB; slices above a
+    /// tier's `max_object` pass through it uncached): a range then moves only the slices it
+    /// covers. Omit: whole objects.
+    pub slice: Option<ByteSize>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]

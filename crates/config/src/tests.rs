@@ -158,6 +158,13 @@ fn cross_field_mistakes_name_line_and_field() {
         "listed twice",
     );
     check(
+        "  - prefix: /npm/\n    ttl: 5m\n",
+        "  - prefix: /npm/\n    ttl: 5m\n    slice: 4KiB\n",
+        20,
+        "routes[0].slice",
+        "at least 64KiB",
+    );
+    check(
         "    local:\n      root: sample",
         "    s3:\n      bucket: b\n      endpoint: http://127.0.0.1:1",
         6,

@@ -280,6 +280,12 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
                 "an `oci` route must have the prefix /v2/, where registry clients look".into(),
             ));
         }
+        if r.slice.is_some_and(|s| s.0 < 64 << 10) {
+            return Err(fail(
+                &format!("routes[{i}].slice"),
+                "must be at least 64KiB".into(),
+            ));
+        }
         let stale_while_revalidate = match (r.stale_while_revalidate, naming) {
             (Some(d), _) => d.0,
             (None, Naming::Path) => std::time::Duration::ZERO,
@@ -314,6 +320,7 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
                     per_client_ip: l.per_client_ip,
                     per_credential: l.per_credential,
                 }),
+                slice: r.slice.map(|s| s.0),
             },
         });
     }

@@ -9,6 +9,8 @@
 //! parts, so every tier, whatever HTTP library it is built on, gives the same answer.
 
 pub mod error;
+pub mod range;
+pub mod slice;
 pub mod target;
 pub mod trust;
 

@@ -108,6 +108,11 @@ impl Admitted {
         cache_key(&self.upstream_target)
     }
 
+    /// The cache key of one slice of the object (a route with `slice`).
+    pub fn slice_key(&self, slice: cdn_http::slice::Slice) -> CacheKey {
+        cache_key(&format!("{}{}", self.upstream_target, slice.key_suffix()))
+    }
+
     /// The canonical path after the route's prefix.
     pub fn route_rest(&self) -> &str {
         self.target

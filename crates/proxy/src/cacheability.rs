@@ -394,6 +394,7 @@ mod tests {
             naming: Default::default(),
             stale_while_revalidate: Duration::ZERO,
             rate_limit: Default::default(),
+            slice: None,
         }
     }
 

@@ -29,6 +29,7 @@ mod outcome;
 mod packages;
 mod phases;
 mod respond;
+mod slices;
 mod storage;
 mod tier;
 mod tls;

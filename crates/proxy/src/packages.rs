@@ -244,6 +244,7 @@ mod tests {
             naming: Naming::Path,
             stale_while_revalidate: std::time::Duration::ZERO,
             rate_limit: Default::default(),
+            slice: None,
         }
     }
 

@@ -1,16 +1,18 @@
 //! The caching proxy's `impl ProxyHttp`: each Pingora phase in the order Pingora calls it,
 //! dispatching to the module that owns the decision (see the table in `lib.rs`).
 
-use crate::admission::{self, Admitted, Gate, Pass, TierTrust};
+use crate::admission::{self, Admitted, Gate, Open, Pass, TierTrust};
 use crate::cacheability;
 use crate::outcome;
 use crate::packages::{self, Integrity, TarballUrls};
 use crate::respond::{self, Headers};
+use crate::slices::{self, Assembler};
 use crate::upstream::{Order, Upstreams};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cdn_cache::{CollapseLock, HybridStorage};
 use cdn_config::{ProxyConfig, Routes};
+use cdn_http::slice::{self, Slice};
 use cdn_observe::access::Access;
 use cdn_observe::decorate::UpstreamEntries;
 use cdn_observe::{cache_status, request_id, server_timing};
@@ -43,6 +45,8 @@ pub struct TierProxy {
     trust_request_id: bool,
     send_timeout: Duration,
     min_send_rate: Option<usize>,
+    /// Asks this tier for slices, once it knows its own listener.
+    slices: Option<Assembler>,
 }
 
 impl TierProxy {
@@ -76,7 +80,14 @@ impl TierProxy {
             min_send_rate: config
                 .min_send_rate
                 .map(|r| usize::try_from(r).unwrap_or(usize::MAX)),
+            slices: None,
         }
+    }
+
+    /// Answers sliced routes by asking the traffic listener at `own` (this tier's) for slices.
+    pub fn answering_at(mut self, own: std::net::SocketAddr) -> Self {
+        self.slices = Some(Assembler::new(own, self.upstreams.read_timeout()));
+        self
     }
 
     /// Where misses go, and which of them are up (shared with the health checks and `/readyz`).
@@ -113,6 +124,9 @@ pub struct Ctx {
     attempts: usize,
     /// A health probe from the tier in front: answered, not logged or counted.
     probe: bool,
+    /// The slice of the target this request asks for (a tier's own slice request, or the
+    /// edge's at a shield).
+    slice: Option<Slice>,
     upstream_started: Option<Instant>,
     /// Whether this request's upstream outcome is already counted.
     upstream_counted: bool,
@@ -144,6 +158,7 @@ impl ProxyHttp for TierProxy {
             order: None,
             attempts: 0,
             probe: false,
+            slice: None,
             upstream_started: None,
             upstream_counted: false,
             upstream: UpstreamEntries::default(),
@@ -198,14 +213,32 @@ impl ProxyHttp for TierProxy {
             respond::probe(session).await?;
             return Ok(true);
         }
-        let admitted = trusted.and_then(|()| {
-            admission::admit(
-                session.req_header(),
-                client,
-                &self.routes,
-                self.gate.as_ref(),
-            )
-        });
+        // This tier's own slice requests were let through the gate as the client's request;
+        // a slice is honoured from them, and from the tier in front where one is required.
+        let own = self
+            .slices
+            .as_ref()
+            .is_some_and(|a| a.is_own(session.req_header()));
+        let asked_slice = session
+            .req_header()
+            .headers
+            .get(slice::HEADER)
+            .and_then(|v| Slice::parse(v.as_bytes()));
+        for name in [slices::INTERNAL, slice::HEADER] {
+            session.req_header_mut().remove_header(name);
+        }
+        if own || self.trust.accepts.is_some() {
+            ctx.slice = asked_slice;
+        }
+        if ctx.slice.is_some() {
+            // The slice is the object asked for: its bytes are named upstream, not here.
+            for name in [http::header::RANGE, http::header::IF_RANGE] {
+                session.req_header_mut().remove_header(&name);
+            }
+        }
+        let gate: &dyn Gate = if own { &Open } else { self.gate.as_ref() };
+        let admitted = trusted
+            .and_then(|()| admission::admit(session.req_header(), client, &self.routes, gate));
         match admitted {
             Ok(admitted) => {
                 if admitted.pass == Pass::Authenticated {
@@ -219,8 +252,20 @@ impl ProxyHttp for TierProxy {
                     .req_header()
                     .headers
                     .contains_key(http::header::AUTHORIZATION);
+                let sliced = admitted.policy.slice.filter(|_| {
+                    ctx.slice.is_none() && session.req_header().method == http::Method::GET
+                });
+                let target = admitted.upstream_target.clone();
                 ctx.admitted = Some(admitted);
-                Ok(false)
+                match (sliced, &self.slices) {
+                    (Some(size), Some(assembler)) => {
+                        assembler
+                            .answer(session, &target, size, &ctx.request_id)
+                            .await?;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
             }
             Err(refused) => {
                 let naming = admission::naming_of(session.req_header(), &self.routes);
@@ -234,7 +279,14 @@ impl ProxyHttp for TierProxy {
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         let method = &session.req_header().method;
         let reads = method == http::Method::GET || method == http::Method::HEAD;
-        if reads && ctx.admitted.as_ref().is_some_and(|a| a.policy.cacheable) {
+        // A HEAD of a sliced object passes through uncached: it moves no body anywhere.
+        let sliced_head = method == http::Method::HEAD
+            && ctx.slice.is_none()
+            && ctx
+                .admitted
+                .as_ref()
+                .is_some_and(|a| a.policy.slice.is_some());
+        if reads && !sliced_head && ctx.admitted.as_ref().is_some_and(|a| a.policy.cacheable) {
             session
                 .cache
                 .enable(self.storage, None, None, Some(self.lock), None);
@@ -254,7 +306,10 @@ impl ProxyHttp for TierProxy {
                 "cache key before admission",
             )
         })?;
-        Ok(admitted.cache_key())
+        Ok(match ctx.slice {
+            Some(slice) => admitted.slice_key(slice),
+            None => admitted.cache_key(),
+        })
     }
 
     /// The variant a request asks for: the values of the request fields the stored response's
@@ -379,6 +434,11 @@ impl ProxyHttp for TierProxy {
             })?;
             req.set_uri(uri);
         }
+        if let Some(slice) = ctx.slice {
+            // Exactly the slice's bytes; the next tier keeps them as the same slice.
+            req.insert_header(http::header::RANGE, slice.range())?;
+            req.insert_header(slice::HEADER, slice.value())?;
+        }
         Ok(())
     }
 
@@ -433,6 +493,9 @@ impl ProxyHttp for TierProxy {
             resp.remove_header(name);
             value
         };
+        if let Some(slice) = ctx.slice {
+            slices::upstream_answer(resp, slice)?;
+        }
         ctx.upstream.cache_status = take(resp, cache_status::HEADER);
         ctx.upstream.server_timing = take(resp, server_timing::HEADER);
         resp.remove_header(request_id::HEADER);
@@ -467,7 +530,10 @@ impl ProxyHttp for TierProxy {
                 .upstream_method
                 .as_ref()
                 .unwrap_or(&session.req_header().method);
-            ctx.integrity = Integrity::of(self.tier, admitted, method, resp);
+            if ctx.slice.is_none() {
+                // A slice is part of a body: nothing whole to hash.
+                ctx.integrity = Integrity::of(self.tier, admitted, method, resp);
+            }
         }
         Ok(())
     }

@@ -133,7 +133,8 @@ impl ProxyTier {
             trust,
             storage,
             metrics,
-        );
+        )
+        .answering_at(listen.traffic);
         let upstreams = proxy.upstreams();
         let health = HealthChecks::new(
             upstreams.clone(),

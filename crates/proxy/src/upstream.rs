@@ -97,6 +97,11 @@ impl Upstreams {
         peer
     }
 
+    /// How long a read from an upstream may wait.
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
+
     /// Whether a request that has made `attempts` tries may try another upstream.
     pub fn may_retry(&self, attempts: usize) -> bool {
         attempts < self.peers.len()

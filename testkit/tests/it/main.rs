@@ -15,6 +15,7 @@ mod packages;
 mod persistence;
 mod registry;
 mod requests;
+mod slices;
 mod slow_clients;
 mod sources;
 mod three_tiers;

@@ -1,5 +1,6 @@
 //! One byte range per request (RFC 9110 §14). Several ranges, or a Range this server does
-//! not understand, are ignored and the whole object is sent, as the RFC allows.
+//! not understand, are ignored and the whole object is sent, as the RFC allows. origin-adapter
+//! answers ranges by it, and a proxy tier assembling an object from slices.
 
 use std::ops::Range;
 

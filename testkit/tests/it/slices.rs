@@ -1,0 +1,149 @@
+//! Large objects fetched and cached as slices (`slice` on the route): a range moves only the
+//! slices it covers from the origin, a whole object is assembled from them byte for byte, a
+//! HEAD moves no body, and a stale slice is revalidated alone.
+
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use testkit::{download, get, request, Backend, Stack, StackOptions};
+
+const SLICE: u64 = 8 << 20;
+const GIB: u64 = 1 << 30;
+
+/// The bytes of the test object at `range`: 8 MiB pieces of `pattern`, one seed per piece.
+fn object_bytes(range: std::ops::Range<u64>) -> Vec<u8> {
+    let mut out = Vec::with_capacity((range.end - range.start) as usize);
+    let mut piece = u64::MAX;
+    let mut bytes = Vec::new();
+    for at in range {
+        if at / SLICE != piece {
+            piece = at / SLICE;
+            bytes = testkit::pattern(SLICE as usize, piece);
+        }
+        out.push(bytes[(at % SLICE) as usize]);
+    }
+    out
+}
+
+/// Body bytes the origin-adapter has sent so far, from its metrics.
+fn origin_bytes(stack: &Stack) -> u64 {
+    let text = get(&format!("http://{}/metrics", stack.origin_admin)).body;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter(|l| l.starts_with("cdn_response_bytes_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[test]
+fn a_range_of_a_gib_moves_two_slices_and_the_whole_is_assembled_exactly() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("sliced")).unwrap();
+    let mut expected = Sha256::new();
+    {
+        let file = std::fs::File::create(root.path().join("sliced/gib.bin")).unwrap();
+        let mut f = std::io::BufWriter::new(file);
+        for i in 0..GIB / SLICE {
+            let piece = testkit::pattern(SLICE as usize, i);
+            expected.update(&piece);
+            f.write_all(&piece).unwrap();
+        }
+    }
+    let expected: String = expected
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut options = StackOptions::new(Backend::Local(root.path().to_owned()));
+    options.memory = "64MiB";
+    options.max_object = "64MiB";
+    options.disk = Some("2GiB");
+    let stack = Stack::start(options);
+
+    // A range across the border of slices 59 and 60, in the middle of the object.
+    let (first, last) = (60 * SLICE - 500, 60 * SLICE + 499);
+    let before = origin_bytes(&stack);
+    let range = format!("bytes={first}-{last}");
+    let r = request("GET", &stack.url("/sliced/gib.bin"), &[("Range", &range)]);
+    assert_eq!(r.status, 206);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes {first}-{last}/{GIB}").as_str())
+    );
+    assert_eq!(&r.body[..], &object_bytes(first..last + 1)[..]);
+    let moved = origin_bytes(&stack) - before;
+    assert_eq!(moved, 2 * SLICE, "the origin sent exactly the two slices");
+
+    // Again: both slices are kept at the edge.
+    let r = request("GET", &stack.url("/sliced/gib.bin"), &[("Range", &range)]);
+    assert_eq!(r.status, 206);
+    assert_eq!(origin_bytes(&stack) - before, 2 * SLICE);
+
+    // A range from the end, within the last slice. The length is learnt from slice 0, which
+    // is fetched (and kept) too; its fill may finish after the answer.
+    let r = request(
+        "GET",
+        &stack.url("/sliced/gib.bin"),
+        &[("Range", "bytes=-100")],
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(&r.body[..], &object_bytes(GIB - 100..GIB)[..]);
+    testkit::eventually("slice 0 and the last slice", || {
+        (origin_bytes(&stack) - before == 4 * SLICE).then_some(())
+    });
+
+    // HEAD moves no body, anywhere.
+    let r = request("HEAD", &stack.url("/sliced/gib.bin"), &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some(GIB.to_string().as_str()));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(origin_bytes(&stack) - before, 4 * SLICE);
+
+    // The whole object, assembled from slices: every byte right, each slice fetched once.
+    let whole = download(stack.edge, "/sliced/gib.bin", &[]);
+    assert!(whole.whole_200(), "{whole:?}");
+    assert_eq!(
+        (whole.body_len, whole.sha256.as_str()),
+        (GIB, expected.as_str())
+    );
+    assert_eq!(origin_bytes(&stack) - before, GIB);
+
+    // Out of range.
+    let r = request(
+        "GET",
+        &stack.url("/sliced/gib.bin"),
+        &[("Range", "bytes=2147483648-")],
+    );
+    assert_eq!(r.status, 416);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes */{GIB}").as_str())
+    );
+}
+
+#[test]
+fn a_stale_slice_is_revalidated_alone() {
+    // Four slices of 64 KiB, kept for a second.
+    let body = testkit::pattern(256 << 10, 9);
+    let root = testkit::origin_dir(&[("sliced-short/s.bin", &body)]);
+    let stack = Stack::start(StackOptions::new(Backend::Local(root.path().to_owned())));
+    let whole = request("GET", &stack.url("/sliced-short/s.bin"), &[]);
+    assert_eq!((whole.status, &whole.body[..]), (200, &body[..]));
+    let before = origin_bytes(&stack);
+    let asked = testkit::answered(stack.origin_admin);
+
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // A range inside slice 2: that slice alone is revalidated (a 304, no body), through
+    // both tiers.
+    let r = request(
+        "GET",
+        &stack.url("/sliced-short/s.bin"),
+        &[("Range", "bytes=140000-140009")],
+    );
+    assert_eq!((r.status, &r.body[..]), (206, &body[140000..140010]));
+    assert_eq!(
+        testkit::answered(stack.origin_admin) - asked,
+        1,
+        "one revalidation"
+    );
+    assert_eq!(origin_bytes(&stack), before, "no slice body moved again");
+}
