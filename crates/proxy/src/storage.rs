@@ -16,3 +16,32 @@ pub fn open(config: &CacheConfig) -> std::io::Result<&'static HybridStorage> {
     };
     Ok(Box::leak(Box::new(HybridStorage::new(memory, disk))))
 }
+
+/// Descriptors a tier's cache may hold open at once: one per disk segment (each large object
+/// of 16 MiB or more has its own; small ones share segments of up to 64 MiB), and a few for
+/// the process itself.
+pub fn descriptors_needed(config: &CacheConfig) -> u64 {
+    let disk = config.disk.as_ref().map_or(0, |d| d.size_bytes);
+    disk / (16 << 20) + disk / (64 << 20) + 256
+}
+
+/// Descriptors to leave for connections beyond the cache's.
+pub const FOR_CONNECTIONS: u64 = 4096;
+
+/// Raises the soft descriptor limit to the hard one and returns it (current, hard).
+pub fn raise_descriptor_limit() -> (u64, u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    if limit.current.is_some_and(|c| c < hard) {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "could not raise the descriptor limit");
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    (now, hard)
+}

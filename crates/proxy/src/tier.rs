@@ -56,6 +56,9 @@ pub enum StartError {
     },
     #[error("cannot install the SIGHUP handler: {0}")]
     Signal(#[source] std::io::Error),
+    /// The descriptor limit (raised to the hard limit) is below what the cache may need.
+    #[error("the open-file limit is {have}, and this tier's cache may need {need} descriptors (one per disk segment): raise the hard limit (LimitNOFILE=, ulimit -Hn) or make `cache.disk.size` smaller")]
+    Descriptors { have: u64, need: u64 },
 }
 
 /// A tier built and bound, not yet serving.
@@ -93,6 +96,19 @@ impl ProxyTier {
             }
             _ => None,
         };
+        let (have, hard) = storage::raise_descriptor_limit();
+        let need = storage::descriptors_needed(&settings.cache);
+        if have < need {
+            return Err(StartError::Descriptors { have, need });
+        }
+        if have < need + storage::FOR_CONNECTIONS {
+            tracing::warn!(
+                limit = have,
+                cache = need,
+                "few descriptors left for connections once the disk cache is full: raise the open-file limit"
+            );
+        }
+        tracing::debug!(limit = have, hard, need, "descriptor limit");
         let storage = storage::open(&settings.cache).map_err(StartError::Cache)?;
         // Non-blocking, as the async listener Pingora makes of it needs.
         let bind = |addr: SocketAddr| {

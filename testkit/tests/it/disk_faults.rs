@@ -146,3 +146,33 @@ fn a_read_only_then_full_cache_folder_breaks_no_response() {
     assert!(again.whole_200());
     drop(stack);
 }
+
+#[test]
+fn a_descriptor_limit_too_low_for_the_disk_stops_the_tier_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "origin:\n  listen: 127.0.0.1:0\n  backend:\n    local:\n      root: .\n\
+         shield:\n  listen: 127.0.0.1:0\n  origin: 127.0.0.1:9\n  cache:\n    memory: 64MiB\n\
+         edge:\n  listen: 127.0.0.1:0\n  shields: [127.0.0.1:9]\n  cache:\n    memory: 64MiB\n    disk:\n      path: cache\n      size: 100GiB\n\
+         routes:\n  - prefix: /\n    ttl: 1h\n",
+    )
+    .unwrap();
+    // 100 GiB of disk may take thousands of segments; 512 descriptors cannot hold them.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 512 && exec {} --config {}",
+            testkit::stack::binary(testkit::Tier::Edge).display(),
+            config.display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the open-file limit is 512") && stderr.contains("LimitNOFILE"),
+        "{stderr}"
+    );
+}

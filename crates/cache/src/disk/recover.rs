@@ -14,15 +14,31 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Too many open files, in the process and in the system (Linux errno values).
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+
 impl DiskTier {
     pub(super) fn recover(&self) -> io::Result<()> {
         let started = Instant::now();
         let mut found: Vec<(u64, Kind, PathBuf)> = Vec::new();
+        // Bytes on this disk the bound must count though no segment holds them: files that
+        // are not segments, and segments that cannot be opened or removed.
+        let mut unusable = 0u64;
+        let size_of = |path: &std::path::Path| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(path).map_or(0, |m| m.blocks() * 512)
+        };
         for dirent in std::fs::read_dir(&self.dir)? {
             let dirent = dirent?;
             let name = dirent.file_name();
-            if let Some((id, kind)) = name.to_str().and_then(segment::parse_name) {
-                found.push((id, kind, dirent.path()));
+            match name.to_str().and_then(segment::parse_name) {
+                Some((id, kind)) => found.push((id, kind, dirent.path())),
+                None => {
+                    let path = dirent.path();
+                    tracing::warn!(path = %path.display(), "a file in the cache folder that is not the cache's: counted against its size, left alone");
+                    unusable += size_of(&path);
+                }
             }
         }
         found.sort_by_key(|(id, _, _)| *id);
@@ -30,9 +46,15 @@ impl DiskTier {
             self.segments().seen_id(id);
             let segment = match Segment::open(&path, id, kind) {
                 Ok(s) => Arc::new(s),
+                // Out of descriptors says nothing of the file: the tier cannot start as set up.
+                Err(e) if matches!(e.raw_os_error(), Some(EMFILE | ENFILE)) => return Err(e),
                 Err(e) => {
-                    // Not proof the content is bad (e.g. out of descriptors): leave the file.
-                    tracing::warn!(path = %path.display(), error = %e, "cache segment cannot be opened; skipped");
+                    // Unreadable: of no use to the cache, so removed; if even that fails, its
+                    // bytes are counted so the folder still keeps to its size.
+                    tracing::warn!(path = %path.display(), error = %e, "cache segment cannot be opened; removed");
+                    if std::fs::remove_file(&path).is_err() {
+                        unusable += size_of(&path);
+                    }
                     continue;
                 }
             };
@@ -44,6 +66,7 @@ impl DiskTier {
             }
             self.segments().add(segment);
         }
+        self.segments().used += unusable;
         // The bound may have been lowered since these were written.
         let victims = self.make_room(&mut self.segments(), 0).unwrap_or_default();
         for victim in victims {

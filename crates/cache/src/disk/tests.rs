@@ -479,3 +479,26 @@ fn a_large_entry_of_version_1_is_read_and_dropped_on_rewrite() {
         "its file is gone"
     );
 }
+
+#[test]
+fn every_file_in_the_folder_is_counted_or_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not the cache's: counted against the size, left alone.
+    std::fs::write(dir.path().join("notes.txt"), vec![1u8; 1 << 20]).unwrap();
+    // A segment that cannot be opened (a directory by a segment's name): cannot be removed
+    // as a file either, so counted.
+    let stuck = dir.path().join(segment::file_name(7, segment::Kind::Small));
+    std::fs::create_dir(&stuck).unwrap();
+    std::fs::write(stuck.join("inside"), vec![2u8; 1 << 20]).unwrap();
+    // A segment file that cannot be opened as one (no read access is no obstacle to root,
+    // so: one whose open fails) is removed; here, a broken symlink by a segment's name.
+    let dangling = dir.path().join(segment::file_name(8, segment::Kind::Large));
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+
+    let tier = DiskTier::open(dir.path(), 64 << 20).unwrap();
+    let used = tier.usage().bytes;
+    assert!(used >= 1 << 20, "the foreign file is counted: {used}");
+    assert!(dir.path().join("notes.txt").exists(), "and left alone");
+    assert!(std::fs::symlink_metadata(&dangling).is_err(), "the unopenable segment is removed");
+    assert!(stuck.exists());
+}
