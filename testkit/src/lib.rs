@@ -341,9 +341,18 @@ pub struct Download {
     pub last_byte: Option<std::time::Instant>,
     /// What went wrong on the wire, if anything.
     pub error: Option<String>,
+    /// The header fields, one `name: value` per line, names lower-cased.
+    pub head: String,
 }
 
 impl Download {
+    /// A header field's value (name in lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+    }
+
     /// A 200 whose framing says it is whole.
     pub fn whole_200(&self) -> bool {
         self.status == 200 && self.complete
@@ -363,6 +372,7 @@ pub fn download(addr: std::net::SocketAddr, target: &str, headers: &[(&str, &str
         first_byte: None,
         last_byte: None,
         error: None,
+        head: String::new(),
     };
     let stream = match std::net::TcpStream::connect(addr) {
         Ok(s) => s,
@@ -410,6 +420,7 @@ pub fn download(addr: std::net::SocketAddr, target: &str, headers: &[(&str, &str
         }
         if let Some((name, value)) = l.split_once(':') {
             let (name, value) = (name.trim(), value.trim());
+            out.head += &format!("{}: {value}\n", name.to_ascii_lowercase());
             if name.eq_ignore_ascii_case("content-length") {
                 length = value.parse().ok();
             } else if name.eq_ignore_ascii_case("transfer-encoding") {

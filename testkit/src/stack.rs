@@ -70,6 +70,8 @@ pub struct StackOptions {
     pub upstream_timeout: &'static str,
     /// `send_timeout` of the shields and edges.
     pub send_timeout: &'static str,
+    /// `max_waiters` of the shields and edges.
+    pub max_waiters: usize,
     pub memory: &'static str,
     pub max_object: &'static str,
     /// Disk tier size for the shield and each edge (`None`: memory only).
@@ -126,6 +128,7 @@ impl StackOptions {
             shield_origin: None,
             upstream_timeout: "10s",
             send_timeout: "30s",
+            max_waiters: 4096,
             memory: "512MiB",
             max_object: "128MiB",
             disk: Some("512MiB"),
@@ -563,8 +566,8 @@ impl Stack {
         };
         format!(
             "origin:\n  listen: {origin}\n  admin: {origin_admin}\n  timeout: {timeout}\n  backend:\n{backend}\
-             shield:\n  listen: {shield}\n  admin: {shield_admin}\n  origin: {shield_upstream}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: {upstream_timeout}\n  send_timeout: {send_timeout}\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{shield_disk}\
-             edge:\n  listen: {edge}\n  admin: {edge_admin}\n{edge_tls}  shields: [{shields}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: {upstream_timeout}\n  send_timeout: {send_timeout}\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
+             shield:\n  listen: {shield}\n  admin: {shield_admin}\n  origin: {shield_upstream}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: {upstream_timeout}\n  send_timeout: {send_timeout}\n  max_waiters: {max_waiters}\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{shield_disk}\
+             edge:\n  listen: {edge}\n  admin: {edge_admin}\n{edge_tls}  shields: [{shields}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: {upstream_timeout}\n  send_timeout: {send_timeout}\n  max_waiters: {max_waiters}\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
              logging:\n  format: {log_format}\n\
              auth:\n  token_keys:\n{token_keys}{api_keys}\
              {trust}\
@@ -583,6 +586,7 @@ impl Stack {
             timeout = o.origin_timeout,
             upstream_timeout = o.upstream_timeout,
             send_timeout = o.send_timeout,
+            max_waiters = o.max_waiters,
             shield = w.shield.traffic,
             shield_admin = admin(w.shield),
             // Where the shield sends its misses: the origin-adapter, unless the test says.

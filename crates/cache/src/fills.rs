@@ -67,6 +67,18 @@ impl Fills {
         fills.all.iter().find(|f| f.write_id == current).cloned()
     }
 
+    /// How many hold the running fill of `key` (its readers, its writer, this registry); 0
+    /// when none runs.
+    pub fn holders(&self, key: &HashBinary) -> usize {
+        self.newest(key)
+            .map_or(0, |fill| Arc::strong_count(&fill) - 1)
+    }
+
+    /// Whether any fill runs.
+    pub fn any(&self) -> bool {
+        self.active.load(Ordering::Acquire) > 0
+    }
+
     /// The fill of write `id` for `key`, purged or not: what its writer's own reader wants.
     pub fn by_write(&self, key: &HashBinary, id: u64) -> Option<Arc<Fill>> {
         let shard = self.shard(key).read().expect("fills poisoned");

@@ -10,15 +10,24 @@
 //! instead of fetching.
 
 use crate::storage::HybridStorage;
-use pingora_cache::key::CacheHashKey;
+use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::lock::{CacheKeyLock, CacheLock, LockStatus, Locked, WritePermit};
 use pingora_cache::CacheKey;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 pub struct CollapseLock {
     inner: CacheLock,
     storage: &'static HybridStorage,
     age_timeout: Duration,
+    /// Requests waiting for a key's fetch to start, by key: counted when they are told to
+    /// wait, forgotten when the writer lets go (they then read the fill, and count as its
+    /// readers) or after `age_timeout`, whichever comes first.
+    waiting: Mutex<HashMap<HashBinary, (usize, Instant)>>,
+    /// Keys in `waiting`: zero lets a request skip the map.
+    keys: AtomicUsize,
 }
 
 impl CollapseLock {
@@ -28,7 +37,45 @@ impl CollapseLock {
             inner: CacheLock::new(age_timeout),
             storage,
             age_timeout,
+            waiting: Mutex::default(),
+            keys: AtomicUsize::new(0),
         }
+    }
+
+    /// How many requests wait for `key`'s fetch to start, or stream its fill.
+    pub fn waiters(&self, key: &HashBinary) -> usize {
+        let waiting = if self.keys.load(Ordering::Relaxed) == 0 {
+            0
+        } else {
+            let map = self.waiting.lock().expect("waiting poisoned");
+            map.get(key)
+                .filter(|(_, since)| since.elapsed() < self.age_timeout)
+                .map_or(0, |(n, _)| *n)
+        };
+        waiting + self.storage.fill_readers(key)
+    }
+
+    fn waits(&self, key: HashBinary) {
+        let mut map = self.waiting.lock().expect("waiting poisoned");
+        let entry = map.entry(key).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= self.age_timeout {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+        if map.len() > 1024 {
+            let age = self.age_timeout;
+            map.retain(|_, (_, since)| since.elapsed() < age);
+        }
+        self.keys.store(map.len(), Ordering::Relaxed);
+    }
+
+    fn released(&self, key: &HashBinary) {
+        if self.keys.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut map = self.waiting.lock().expect("waiting poisoned");
+        map.remove(key);
+        self.keys.store(map.len(), Ordering::Relaxed);
     }
 }
 
@@ -41,10 +88,15 @@ impl CacheKeyLock for CollapseLock {
             permit.unlock(LockStatus::Done);
             return Locked::Read(stub.read_lock());
         }
-        self.inner.lock(key, stale_writer)
+        let locked = self.inner.lock(key, stale_writer);
+        if !locked.is_write() {
+            self.waits(key.combined_bin());
+        }
+        locked
     }
 
     fn release(&self, key: &CacheKey, permit: WritePermit, reason: LockStatus) {
+        self.released(&key.combined_bin());
         self.inner.release(key, permit, reason);
     }
 }

@@ -85,6 +85,16 @@ impl HybridStorage {
         self.fills.newest(key).is_some() || self.hybrid.in_memory(key)
     }
 
+    /// How many requests stream the running fill of `key` (0 when none runs); cheap while no
+    /// fill runs at all.
+    pub fn fill_readers(&self, key: &HashBinary) -> usize {
+        if !self.fills.any() {
+            return 0;
+        }
+        // The registry and the writer hold it too.
+        self.fills.holders(key).saturating_sub(2)
+    }
+
     /// A disk write failed lately (a full or read-only disk, too many open files, an I/O
     /// error): new fills are not admitted until a while has passed without one.
     pub fn degraded(&self) -> bool {

@@ -200,6 +200,8 @@ pub struct ProxyConfig {
     pub send_timeout: Duration,
     /// The slowest a client may read (bytes per second, HTTP/1.1), if set.
     pub min_send_rate: Option<u64>,
+    /// Requests that may stream one object while it fills; past it, 503 with Retry-After.
+    pub max_waiters: usize,
     pub threads: usize,
     pub grace_period: Duration,
 }

@@ -161,6 +161,9 @@ pub(super) struct Shield {
     /// The slowest a client may read, in bytes per second (HTTP/1.1): each write may then take
     /// its length over this rate (at least a second) instead of `send_timeout`. Omit: none.
     pub min_send_rate: Option<ByteSize>,
+    /// Requests that may stream one object while it fills; past it, 503 with Retry-After.
+    #[serde(default = "default_max_waiters")]
+    pub max_waiters: usize,
     /// Worker threads; default: one per core.
     pub threads: Option<usize>,
     /// How long a stop waits for requests in flight.
@@ -202,6 +205,9 @@ pub(super) struct Edge {
     /// The slowest a client may read, in bytes per second (HTTP/1.1): each write may then take
     /// its length over this rate (at least a second) instead of `send_timeout`. Omit: none.
     pub min_send_rate: Option<ByteSize>,
+    /// Requests that may stream one object while it fills; past it, 503 with Retry-After.
+    #[serde(default = "default_max_waiters")]
+    pub max_waiters: usize,
     /// Worker threads; default: one per core.
     pub threads: Option<usize>,
     /// How long a stop waits for requests in flight.
@@ -383,6 +389,9 @@ fn default_connect_timeout() -> Dur {
 }
 fn default_upstream_timeout() -> Dur {
     Dur(std::time::Duration::from_secs(15))
+}
+fn default_max_waiters() -> usize {
+    4096
 }
 fn default_send_timeout() -> Dur {
     Dur(std::time::Duration::from_secs(30))

@@ -166,6 +166,7 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
         health_check: s.health_check.0,
         send_timeout: s.send_timeout.0,
         min_send_rate: s.min_send_rate.map(|r| r.0),
+        max_waiters: s.max_waiters,
         threads: threads("shield", s.threads)?,
         grace_period: s.grace_period.0,
     };
@@ -215,6 +216,7 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
         health_check: e.health_check.0,
         send_timeout: e.send_timeout.0,
         min_send_rate: e.min_send_rate.map(|r| r.0),
+        max_waiters: e.max_waiters,
         threads: threads("edge", e.threads)?,
         grace_period: e.grace_period.0,
     };

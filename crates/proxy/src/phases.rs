@@ -20,7 +20,8 @@ use cdn_observe::{Decoration, Metrics, Outcome, Tier, UpstreamResult};
 use pingora::cache::key::{CacheHashKey, HashBinary};
 use pingora::cache::lock::CacheKeyLockImpl;
 use pingora::cache::{
-    CacheKey, CacheMeta, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable, VarianceBuilder,
+    CacheKey, CacheMeta, CacheOptionOverrides, ForcedFreshness, HitHandler, NoCacheReason,
+    RespCacheable, VarianceBuilder,
 };
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -39,7 +40,7 @@ pub struct TierProxy {
     trust: TierTrust,
     upstreams: Arc<Upstreams>,
     storage: &'static HybridStorage,
-    lock: &'static CacheKeyLockImpl,
+    lock: &'static CollapseLock,
     metrics: &'static Metrics,
     max_object_bytes: usize,
     trust_request_id: bool,
@@ -47,6 +48,10 @@ pub struct TierProxy {
     min_send_rate: Option<usize>,
     /// Asks this tier for slices, once it knows its own listener.
     slices: Option<Assembler>,
+    /// Requests that may stream one fill; past it, 503.
+    max_waiters: usize,
+    /// How long a request waits for another's fetch of the same object before fetching itself.
+    lock_wait: Duration,
 }
 
 impl TierProxy {
@@ -59,7 +64,7 @@ impl TierProxy {
         storage: &'static HybridStorage,
         metrics: &'static Metrics,
     ) -> Self {
-        let lock: &'static CacheKeyLockImpl =
+        let lock: &'static CollapseLock =
             Box::leak(Box::new(CollapseLock::new(storage, LOCK_AGE_TIMEOUT)));
         TierProxy {
             tier,
@@ -81,6 +86,8 @@ impl TierProxy {
                 .min_send_rate
                 .map(|r| usize::try_from(r).unwrap_or(usize::MAX)),
             slices: None,
+            max_waiters: config.max_waiters,
+            lock_wait: config.upstream_timeout,
         }
     }
 
@@ -88,6 +95,19 @@ impl TierProxy {
     pub fn answering_at(mut self, own: std::net::SocketAddr) -> Self {
         self.slices = Some(Assembler::new(own, self.upstreams.read_timeout()));
         self
+    }
+
+    /// Whether `max_waiters` requests already wait for, or stream, the fetch of the object
+    /// this request names.
+    fn too_many_waiters(&self, ctx: &Ctx) -> bool {
+        let Some(admitted) = ctx.admitted.as_ref().filter(|a| a.policy.cacheable) else {
+            return false;
+        };
+        let key = match ctx.slice {
+            Some(slice) => admitted.slice_key(slice),
+            None => admitted.cache_key(),
+        };
+        self.lock.waiters(&key.combined_bin()) >= self.max_waiters
     }
 
     /// Where misses go, and which of them are up (shared with the health checks and `/readyz`).
@@ -264,6 +284,13 @@ impl ProxyHttp for TierProxy {
                             .await?;
                         Ok(true)
                     }
+                    _ if self.too_many_waiters(ctx) => {
+                        let busy = cdn_http::HttpError::Unavailable { retry_after: 1 };
+                        let naming = admission::naming_of(session.req_header(), &self.routes);
+                        ctx.cache_status =
+                            respond::error(session, &busy, naming, &self.decoration(ctx)).await?;
+                        Ok(true)
+                    }
                     _ => Ok(false),
                 }
             }
@@ -287,9 +314,16 @@ impl ProxyHttp for TierProxy {
                 .as_ref()
                 .is_some_and(|a| a.policy.slice.is_some());
         if reads && !sliced_head && ctx.admitted.as_ref().is_some_and(|a| a.policy.cacheable) {
-            session
-                .cache
-                .enable(self.storage, None, None, Some(self.lock), None);
+            // A request waits for another's fetch of the object no longer than for its own.
+            let mut overrides = CacheOptionOverrides::default();
+            overrides.wait_timeout = Some(self.lock_wait);
+            session.cache.enable(
+                self.storage,
+                None,
+                None,
+                Some(self.lock as &CacheKeyLockImpl),
+                Some(overrides),
+            );
             session.cache.set_max_file_size_bytes(self.max_object_bytes);
             ctx.looked_up = true;
         }

@@ -116,3 +116,39 @@ fn an_origin_that_dies_mid_body_fails_every_client_and_stores_nothing() {
         "the broken fill was not stored"
     );
 }
+
+#[test]
+fn waiters_past_the_bound_get_503_with_retry_after() {
+    let body = pattern(4 * MIB, 29);
+    let served = body.clone();
+    let origin = ScriptedOrigin::start(move |_| {
+        Canned::new(200, &[("Cache-Control", "max-age=3600")], &served)
+            .paced(256 << 10, Duration::from_millis(60))
+    });
+    let unused = tempfile::tempdir().unwrap();
+    let mut options = testkit::StackOptions::new(testkit::Backend::Local(unused.path().to_owned()));
+    options.shield_origin = Some(origin.addr);
+    options.max_waiters = 10;
+    let stack = Stack::start(options);
+
+    let downloads = at_once(stack.edge, "/files/busy.bin", 40, &[]);
+    assert_eq!(origin.count("/files/busy.bin"), 1);
+    let expected = sha256_hex(&body);
+    let (mut whole, mut busy) = (0, 0);
+    for d in &downloads {
+        match d.status {
+            200 => {
+                assert!(d.whole_200() && d.sha256 == expected, "{d:?}");
+                whole += 1;
+            }
+            503 => {
+                assert_eq!(d.header("retry-after"), Some("1"), "{d:?}");
+                busy += 1;
+            }
+            _ => panic!("{d:?}"),
+        }
+    }
+    // The one fetching and the ten waiting have it; the others were told to come back.
+    assert!(whole >= 11, "{whole} whole, {busy} busy");
+    assert!(busy >= 1, "{whole} whole, {busy} busy");
+}

@@ -499,6 +499,9 @@ fn every_file_in_the_folder_is_counted_or_removed_at_start() {
     let used = tier.usage().bytes;
     assert!(used >= 1 << 20, "the foreign file is counted: {used}");
     assert!(dir.path().join("notes.txt").exists(), "and left alone");
-    assert!(std::fs::symlink_metadata(&dangling).is_err(), "the unopenable segment is removed");
+    assert!(
+        std::fs::symlink_metadata(&dangling).is_err(),
+        "the unopenable segment is removed"
+    );
     assert!(stuck.exists());
 }
