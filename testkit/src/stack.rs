@@ -416,6 +416,22 @@ impl Stack {
             .count()
     }
 
+    /// Resident memory of a running process now, in bytes (VmRSS).
+    pub fn rss(&self, name: &str) -> u64 {
+        self.status_kib(name, "VmRSS:") * 1024
+    }
+
+    fn status_kib(&self, name: &str, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(name)))
+            .expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("a memory figure")
+    }
+
     /// Peak resident memory of a running process, in bytes (VmHWM).
     pub fn peak_rss(&self, name: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(name)))

@@ -58,3 +58,55 @@ fn a_stalled_client_neither_stalls_the_fill_nor_the_next_client_and_is_dropped()
         "the stalled client got all {received} bytes: it was never dropped"
     );
 }
+
+#[test]
+fn ten_thousand_stalled_clients_hold_bounded_memory() {
+    const CLIENTS: usize = 10_000;
+    /// What a stalled client may cost the edge's process, beyond the kernel's socket buffers.
+    /// (Measured: about 55 KiB in a debug build.)
+    const PER_CLIENT: u64 = 96 << 10;
+    let body = pattern(MIB, 3);
+    let root = origin_dir(&[("files/idle.bin", &body)]);
+    let stack = Stack::start(StackOptions::new(Backend::Local(root.path().to_owned())).processes());
+    // In the edge's memory tier: every client below is a hit.
+    assert!(download(stack.edge, "/files/idle.bin", &[]).whole_200());
+    std::thread::sleep(Duration::from_millis(500));
+    let before = stack.rss("edge");
+
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for i in 0..CLIENTS {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a socket");
+        // A small window: the edge can push little before it must wait.
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&stack.edge.into()).expect("connect");
+        let mut stream: std::net::TcpStream = socket.into();
+        stream
+            .write_all(b"GET /files/idle.bin HTTP/1.1\r\nHost: cdn.test\r\n\r\n")
+            .unwrap();
+        clients.push(stream);
+        if i % 1000 == 999 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let after = stack.rss("edge");
+    let per_client = after.saturating_sub(before) / CLIENTS as u64;
+    eprintln!(
+        "edge RSS {} MiB before, {} MiB with {CLIENTS} stalled clients: {} KiB each",
+        before >> 20,
+        after >> 20,
+        per_client >> 10
+    );
+    assert!(
+        per_client <= PER_CLIENT,
+        "{} KiB per stalled client",
+        per_client >> 10
+    );
+    // The edge still answers others at once.
+    let started = Instant::now();
+    let other = download(stack.edge, "/files/idle.bin", &[]);
+    assert!(other.whole_200() && other.sha256 == sha256_hex(&body));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(clients);
+}
