@@ -145,9 +145,10 @@ impl Hybrid {
         }
     }
 
-    /// Whether the memory tier holds `key` now.
-    pub fn in_memory(&self, key: &HashBinary) -> bool {
+    /// Whether either tier holds `key` now, by what is known without reading the disk.
+    pub fn holds(&self, key: &HashBinary) -> bool {
         self.memory.as_ref().is_some_and(|m| m.contains(key))
+            || self.disk.as_ref().is_some_and(|d| d.indexed(key))
     }
 
     /// Stores a finished small object: memory (admission decides) and disk.

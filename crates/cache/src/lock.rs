@@ -5,9 +5,10 @@
 //! streaming writes the permit is released as soon as the fill starts (its header is in), so a
 //! request whose lookup missed just before that (a disk lookup takes a trip to the blocking
 //! pool) would find no lock and become a second writer: a second upstream fetch of an object
-//! already on its way. This lock checks for that case: a miss that finds a fill running (or
-//! the object in memory) by the time it asks for the lock is told to look up again, at once,
-//! instead of fetching.
+//! already on its way. This lock checks for that case, before it takes the lock and again once
+//! it holds the write permit: a miss that finds a fill running, or the object stored (in
+//! memory, or in the disk index), by then is told to look up again, at once, instead of
+//! fetching.
 
 use crate::storage::HybridStorage;
 use pingora_cache::key::{CacheHashKey, HashBinary};
@@ -55,6 +56,13 @@ impl CollapseLock {
         waiting + self.storage.fill_readers(key)
     }
 
+    /// A lock already let go: waiting on it returns at once, and the request looks up again.
+    fn look_again(&self) -> Locked {
+        let (mut permit, stub) = WritePermit::new(self.age_timeout, false, http::Extensions::new());
+        permit.unlock(LockStatus::Done);
+        Locked::Read(stub.read_lock())
+    }
+
     fn waits(&self, key: HashBinary) {
         let mut map = self.waiting.lock().expect("waiting poisoned");
         let entry = map.entry(key).or_insert((0, Instant::now()));
@@ -81,18 +89,23 @@ impl CollapseLock {
 
 impl CacheKeyLock for CollapseLock {
     fn lock(&self, key: &CacheKey, stale_writer: bool) -> Locked {
-        if !stale_writer && self.storage.arrived_since_lookup(&key.combined_bin()) {
-            // Already released: the waiter's wait returns at once and it looks up again.
-            let (mut permit, stub) =
-                WritePermit::new(self.age_timeout, false, http::Extensions::new());
-            permit.unlock(LockStatus::Done);
-            return Locked::Read(stub.read_lock());
+        let hash = key.combined_bin();
+        if !stale_writer && self.storage.arrived_since_lookup(&hash) {
+            return self.look_again();
         }
-        let locked = self.inner.lock(key, stale_writer);
-        if !locked.is_write() {
-            self.waits(key.combined_bin());
+        match self.inner.lock(key, stale_writer) {
+            // Checked again once the permit is held: a writer may have started its fill and
+            // let go between the check above and taking the lock.
+            Locked::Write(permit) if !stale_writer && self.storage.arrived_since_lookup(&hash) => {
+                self.inner.release(key, permit, LockStatus::Done);
+                self.look_again()
+            }
+            Locked::Write(permit) => Locked::Write(permit),
+            Locked::Read(read) => {
+                self.waits(hash);
+                Locked::Read(read)
+            }
         }
-        locked
     }
 
     fn release(&self, key: &CacheKey, permit: WritePermit, reason: LockStatus) {

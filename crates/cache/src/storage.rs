@@ -79,10 +79,10 @@ impl HybridStorage {
             });
     }
 
-    /// Whether a fill of `key` is running, or the object is in the memory tier: something a
-    /// lookup that missed moments ago would now find.
+    /// Whether a fill of `key` is running, or the object is stored: something a lookup that
+    /// missed moments ago would now find.
     pub fn arrived_since_lookup(&self, key: &HashBinary) -> bool {
-        self.fills.newest(key).is_some() || self.hybrid.in_memory(key)
+        self.fills.newest(key).is_some() || self.hybrid.holds(key)
     }
 
     /// How many requests stream the running fill of `key` (0 when none runs); cheap while no

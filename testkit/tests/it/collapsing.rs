@@ -152,3 +152,34 @@ fn waiters_past_the_bound_get_503_with_retry_after() {
     assert!(whole >= 11, "{whole} whole, {busy} busy");
     assert!(busy >= 1, "{whole} whole, {busy} busy");
 }
+
+#[test]
+fn small_objects_asked_for_twice_at_once_at_the_shield_are_fetched_once() {
+    // Two at once is the hard case: the second's lookup runs while the first's fetch starts
+    // (or ends), rather than long after it.
+    let files: Vec<(String, Vec<u8>)> = (0..60)
+        .map(|i| (format!("files/small-{i}"), pattern(16 << 10, i)))
+        .collect();
+    let named: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let root = testkit::origin_dir(&named);
+    let stack = Stack::start(testkit::StackOptions::new(testkit::Backend::Local(
+        root.path().to_owned(),
+    )));
+    let secret = stack.tier_header(stack.shield);
+    let headers: Vec<(&str, &str)> = secret.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let before = testkit::answered(stack.origin_admin);
+    for (i, (name, body)) in files.iter().enumerate() {
+        let target = format!("/{name}");
+        for d in at_once(stack.shield, &target, 2, &headers) {
+            assert!(d.whole_200() && d.sha256 == sha256_hex(body), "{d:?}");
+        }
+        assert_eq!(
+            testkit::answered(stack.origin_admin) - before,
+            i as u64 + 1,
+            "{target} fetched twice"
+        );
+    }
+}

@@ -88,6 +88,11 @@ pub struct DiskTier {
 }
 
 impl DiskTier {
+    /// Whether the index holds `key` (a fingerprint match; its entry is not read or checked).
+    pub fn indexed(&self, key: &[u8; 16]) -> bool {
+        self.index.get(key).is_some()
+    }
+
     /// Opens (or creates) the tier in `dir` and rebuilds the index from what is there.
     pub fn open(dir: &Path, capacity: u64) -> io::Result<DiskTier> {
         std::fs::create_dir_all(dir)?;
