@@ -313,10 +313,10 @@ pub fn metric_sum(admin: std::net::SocketAddr, name: &str) -> f64 {
 
 /// A folder to serve as a local-directory origin, holding `files` (path → content; folders
 /// made as needed). Removed when dropped.
-pub fn origin_dir(files: &[(&str, impl AsRef<[u8]>)]) -> tempfile::TempDir {
+pub fn origin_dir(files: &[(impl AsRef<str>, impl AsRef<[u8]>)]) -> tempfile::TempDir {
     let root = tempfile::tempdir().expect("tempdir");
     for (name, body) in files {
-        let path = root.path().join(name);
+        let path = root.path().join(name.as_ref());
         std::fs::create_dir_all(path.parent().expect("a file in the folder")).expect("mkdir");
         std::fs::write(path, body).expect("write an origin file");
     }

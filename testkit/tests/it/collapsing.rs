@@ -160,11 +160,7 @@ fn small_objects_asked_for_twice_at_once_at_the_shield_are_fetched_once() {
     let files: Vec<(String, Vec<u8>)> = (0..60)
         .map(|i| (format!("files/small-{i}"), pattern(16 << 10, i)))
         .collect();
-    let named: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.as_slice()))
-        .collect();
-    let root = testkit::origin_dir(&named);
+    let root = testkit::origin_dir(&files);
     let stack = Stack::start(testkit::StackOptions::new(testkit::Backend::Local(
         root.path().to_owned(),
     )));

@@ -97,8 +97,7 @@ fn a_read_only_then_full_cache_folder_breaks_no_response() {
         .enumerate()
         .map(|(i, b)| (format!("files/f{i}"), b.as_slice()))
         .collect();
-    let named: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), *b)).collect();
-    let root = origin_dir(&named);
+    let root = origin_dir(&files);
     let disk = tempfile::tempdir().unwrap();
     let mut mounts = Mounts(Vec::new());
     mounts.tmpfs(disk.path(), "40m");

@@ -59,11 +59,7 @@ fn path(i: usize) -> String {
 fn a_killed_and_a_hung_shield_cost_no_client_an_error_and_no_second_origin_fetch() {
     let files: Vec<(String, Vec<u8>)> =
         (0..300).map(|i| (format!("files/o{i}"), body(i))).collect();
-    let named: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.as_slice()))
-        .collect();
-    let root = origin_dir(&named);
+    let root = origin_dir(&files);
     let mut options = StackOptions::new(Backend::Local(root.path().to_owned())).processes();
     options.upstream_timeout = "2s";
     let mut stack = Stack::start(options);
