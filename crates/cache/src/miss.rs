@@ -31,6 +31,8 @@ pub struct MissWriter {
     finished: bool,
     /// A write failed: the fill must not be stored, even if `finish` is called.
     failed: bool,
+    /// The fill moved to disk at some point: its readers read the segment from then on.
+    spilled: bool,
 }
 
 impl MissWriter {
@@ -53,6 +55,7 @@ impl MissWriter {
             announced,
             finished: false,
             failed: false,
+            spilled: false,
         };
         if let Some(len) = announced.filter(|len| hybrid.is_large(*len)) {
             writer.spill_or_pass(len).await;
@@ -77,6 +80,7 @@ impl MissWriter {
         .await?;
         self.fill.spilled(writer.reader());
         self.large = Some(writer);
+        self.spilled = true;
         Ok(())
     }
 
@@ -130,7 +134,8 @@ impl HandleMiss for MissWriter {
     }
 
     async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
-        if self.failed && self.large.is_some() {
+        if self.failed && self.spilled {
+            // Its readers read the segment, which lacks what failed to be written.
             return Error::e_explain(ErrorType::InternalError, "cache write failed earlier");
         }
         let written = self.fill.written() as usize;

@@ -165,6 +165,13 @@ fn cross_field_mistakes_name_line_and_field() {
         "at least 64KiB",
     );
     check(
+        "  - prefix: /npm/\n    ttl: 5m\n",
+        "  - prefix: /npm/\n    ttl: 5m\n    scope: npm\n    slice: 1MiB\n",
+        21,
+        "routes[0].slice",
+        "only on `path` routes",
+    );
+    check(
         "    local:\n      root: sample",
         "    s3:\n      bucket: b\n      endpoint: http://127.0.0.1:1",
         6,

@@ -288,6 +288,13 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
                 "must be at least 64KiB".into(),
             ));
         }
+        if r.slice.is_some() && !matches!(r.scope, raw::Naming::Path) {
+            return Err(fail(
+                &format!("routes[{i}].slice"),
+                "only on `path` routes: npm and oci bodies are checked whole against their digest"
+                    .into(),
+            ));
+        }
         let stale_while_revalidate = match (r.stale_while_revalidate, naming) {
             (Some(d), _) => d.0,
             (None, Naming::Path) => std::time::Duration::ZERO,

@@ -93,7 +93,14 @@ impl TierProxy {
 
     /// Answers sliced routes by asking the traffic listener at `own` (this tier's) for slices.
     pub fn answering_at(mut self, own: std::net::SocketAddr) -> Self {
-        self.slices = Some(Assembler::new(own, self.upstreams.read_timeout()));
+        // A slice may wait for another's fetch (up to the lock wait, an upstream timeout) and
+        // then fetch itself, possibly twice.
+        let secret = self.trust.presents.as_ref().map(|s| s.value());
+        self.slices = Some(Assembler::new(
+            own,
+            self.upstreams.read_timeout() * 3,
+            secret,
+        ));
         self
     }
 
@@ -144,6 +151,8 @@ pub struct Ctx {
     attempts: usize,
     /// A health probe from the tier in front: answered, not logged or counted.
     probe: bool,
+    /// The upstream's response header came (no retry after it).
+    upstream_answered: bool,
     /// The slice of the target this request asks for (a tier's own slice request, or the
     /// edge's at a shield).
     slice: Option<Slice>,
@@ -178,6 +187,7 @@ impl ProxyHttp for TierProxy {
             order: None,
             attempts: 0,
             probe: false,
+            upstream_answered: false,
             slice: None,
             upstream_started: None,
             upstream_counted: false,
@@ -418,8 +428,9 @@ impl ProxyHttp for TierProxy {
         e
     }
 
-    /// An upstream that fails a GET or HEAD before its response header was passed on (a hung
-    /// upstream times out here) is marked down, and the next upstream is tried.
+    /// A GET or HEAD whose upstream failed before answering tries the next upstream: after a
+    /// refused or broken connection (a fresh one marks the upstream down), or after a timeout
+    /// once the probes found the upstream gone (hung).
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -431,17 +442,28 @@ impl ProxyHttp for TierProxy {
         let mut e = e.more_context(format!("upstream {peer}"));
         let method = &session.req_header().method;
         let reads = method == http::Method::GET || method == http::Method::HEAD;
-        let untouched = session.response_written().is_none();
+        // Once the upstream's header is in, the cache (and so its waiters) may have it: no
+        // second answer may follow.
+        let untouched = !ctx.upstream_answered
+            && session.response_written().is_none()
+            && !session.as_ref().retry_buffer_truncated();
         if reads && untouched && e.esource() == &ErrorSource::Upstream {
             self.metrics.upstream(upstream_failure(&e));
             ctx.upstream_counted = true;
-            // A pooled connection the upstream closed says nothing of its health.
-            if !client_reused || respond::is_timeout(&e) {
-                if let Some(addr) = peer.address().as_inet() {
+            let addr = peer.address().as_inet();
+            let retry = if respond::is_timeout(&e) {
+                // A slow upstream is not a dead one: the request goes elsewhere only when the
+                // probes have found this one gone (hung); else its 504 stands.
+                addr.is_some_and(|a| !self.upstreams.is_up(a))
+            } else {
+                // Refused, reset, closed. A pooled connection the upstream closed says nothing
+                // of its health; a fresh one that fails does.
+                if let Some(addr) = addr.filter(|_| !client_reused) {
                     self.upstreams.mark_down(addr);
                 }
-            }
-            e.set_retry(self.upstreams.may_retry(ctx.attempts));
+                true
+            };
+            e.set_retry(retry && self.upstreams.may_retry(ctx.attempts));
         } else {
             e.set_retry(false);
         }
@@ -517,6 +539,7 @@ impl ProxyHttp for TierProxy {
             // follows.
             return Ok(());
         }
+        ctx.upstream_answered = true;
         // The upstream's entries describe this fetch only: keep them out of the stored copy.
         let take = |resp: &mut ResponseHeader, name: &str| {
             let value = resp

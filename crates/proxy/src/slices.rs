@@ -5,7 +5,7 @@
 //! bytes asked for. Each slice request goes through the tier like any other (looked up under
 //! the object's key plus the slice, collapsed, filled from upstream with a `Range` for exactly
 //! its bytes), so a range moves only the slices it covers, and each slice is kept and
-//! revalidated on its own. The slices a request asks of itself carry a token only this process
+//! revalidated on its own. The slices a request asks of itself carry a token only this tier
 //! knows, which admits them past the gate: the client's request was already let through.
 //!
 //! At a tier asked for a slice (by itself, or by the edge in front): [`upstream_answer`] makes
@@ -37,18 +37,24 @@ pub struct Assembler {
 
 impl Assembler {
     /// Slices are asked of the listener at `own` (an unspecified address means loopback);
-    /// each read waits at most `timeout`.
-    pub fn new(own: SocketAddr, timeout: Duration) -> Assembler {
+    /// each read waits at most `timeout`. The token is derived from `secret` (the one this tier
+    /// presents upstream) when it has one, so that a process started by a graceful upgrade,
+    /// which takes over the listener, knows the requests its predecessor still makes; else
+    /// it is random.
+    pub fn new(own: SocketAddr, timeout: Duration, secret: Option<&str>) -> Assembler {
         let own = if own.ip().is_unspecified() {
             SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), own.port())
         } else {
             own
         };
-        let token = format!(
-            "{:032x}{:032x}",
-            rand::random::<u128>(),
-            rand::random::<u128>()
-        );
+        let token = match secret {
+            Some(secret) => format!("{secret}.self"),
+            None => format!(
+                "{:032x}{:032x}",
+                rand::random::<u128>(),
+                rand::random::<u128>()
+            ),
+        };
         Assembler {
             own,
             token: Secret::new(&token).expect("a token of hex digits"),
@@ -84,6 +90,11 @@ impl Assembler {
             .headers
             .get(http::header::IF_NONE_MATCH)
             .cloned();
+        let if_range = session
+            .req_header()
+            .headers
+            .get(http::header::IF_RANGE)
+            .cloned();
         // The first slice needed: the one holding the first byte asked for, when the range
         // says which without knowing the length.
         let start_hint = asked.as_deref().and_then(first_byte_named).unwrap_or(0);
@@ -94,9 +105,16 @@ impl Assembler {
             // Not sliced upstream (an error, a missing object): passed on as it is.
             return first.relay(session).await;
         };
-        let wanted = match asked.as_deref().map(|a| range::parse(a, total)) {
-            None | Some(RangeRequest::Full) => RangeRequest::Full,
-            Some(r) => r,
+        // `If-Range`: the range holds only for the version it names (a strong entity tag);
+        // for any other, the whole object (RFC 9110 §13.1.5).
+        let etag = first.header.headers.get(http::header::ETAG).cloned();
+        let range_holds = if_range.as_ref().is_none_or(|v| {
+            etag.as_ref()
+                .is_some_and(|e| !e.as_bytes().starts_with(b"W/") && e == v)
+        });
+        let wanted = match asked.as_deref().filter(|_| range_holds) {
+            None => RangeRequest::Full,
+            Some(a) => range::parse(a, total),
         };
         let span = match &wanted {
             RangeRequest::Full => 0..total,
@@ -113,7 +131,6 @@ impl Assembler {
         }
         resp.remove_header(slice::TOTAL);
         resp.insert_header(http::header::ACCEPT_RANGES, "bytes")?;
-        let etag = first.header.headers.get(http::header::ETAG).cloned();
         if let (Some(etag), Some(asked)) = (&etag, &if_none_match) {
             if weak_match(asked.as_bytes(), etag.as_bytes()) {
                 resp.set_status(304)?;
@@ -322,37 +339,52 @@ fn weak_match(if_none_match: &[u8], etag: &[u8]) -> bool {
 
 /// At a tier asked for `slice`: the upstream's answer for the slice's bytes made what is
 /// stored — a 206 becomes a 200 of those bytes naming the whole length in `cdn-slice-total`;
-/// an upstream that ignored the range sent the whole object, which stands as slice 0.
+/// a whole object that fits in slice 0 (an upstream that ignored the range) stands as it; an
+/// empty object (416 for `bytes */0`) is an empty slice 0. An answer for other bytes than the
+/// slice's is an error, never stored.
 pub fn upstream_answer(resp: &mut ResponseHeader, slice: Slice) -> Result<()> {
     if resp.headers.contains_key(slice::TOTAL) {
         // Already a slice's answer (from a shield).
         return Ok(());
     }
+    let wrong = |why: &'static str| Error::e_explain(ErrorType::HTTPStatus(502), why);
+    let content_range = resp
+        .headers
+        .get(http::header::CONTENT_RANGE)
+        .map(|v| v.as_bytes().to_vec());
     match resp.status.as_u16() {
         206 => {
-            let (first, last, total) = resp
-                .headers
-                .get(http::header::CONTENT_RANGE)
-                .and_then(|v| slice::content_range(v.as_bytes()))
-                .filter(|(first, _, _)| *first == slice.first_byte())
-                .ok_or_else(|| {
-                    Error::explain(ErrorType::HTTPStatus(502), "a slice's Content-Range")
-                })?;
+            let Some((first, last, total)) =
+                content_range.as_deref().and_then(slice::content_range)
+            else {
+                return wrong("a slice's Content-Range");
+            };
+            let expected_last = (slice.first_byte() + slice.size).min(total) - 1;
+            if first != slice.first_byte() || last != expected_last {
+                return wrong("a slice answered with other bytes");
+            }
             resp.set_status(200)?;
             resp.remove_header(&http::header::CONTENT_RANGE);
             resp.insert_header(http::header::CONTENT_LENGTH, last - first + 1)?;
             resp.insert_header(slice::TOTAL, total)?;
         }
-        200 if slice.index == 0 => {
-            if let Some(len) = resp.headers.get(http::header::CONTENT_LENGTH).cloned() {
-                resp.insert_header(slice::TOTAL, len)?;
+        200 => {
+            let length = resp
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            match length {
+                Some(len) if slice.index == 0 && len <= slice.size => {
+                    resp.insert_header(slice::TOTAL, len)?;
+                }
+                _ => return wrong("the upstream sent a whole object for a slice"),
             }
         }
-        200 => {
-            return Error::e_explain(
-                ErrorType::HTTPStatus(502),
-                "the upstream sent a whole object for a slice past the first",
-            )
+        416 if slice.index == 0 && content_range.as_deref() == Some(b"bytes */0") => {
+            resp.set_status(200)?;
+            resp.remove_header(&http::header::CONTENT_RANGE);
+            resp.insert_header(http::header::CONTENT_LENGTH, 0)?;
+            resp.insert_header(slice::TOTAL, 0)?;
         }
         _ => {}
     }
@@ -376,10 +408,35 @@ mod tests {
         assert_eq!(resp.headers["content-length"], "10");
         assert!(!resp.headers.contains_key("content-range"));
 
-        // A Content-Range for other bytes than the slice's is refused.
+        // A Content-Range for other bytes than the slice's is refused: shorter, or elsewhere.
+        for other in ["bytes 0-9/95", "bytes 20-25/95", "bytes 20-30/95"] {
+            let mut resp = ResponseHeader::build(206, None).unwrap();
+            resp.insert_header("content-range", other).unwrap();
+            assert!(upstream_answer(&mut resp, slice).is_err(), "{other}");
+        }
+        // The last slice is short by right.
+        let last = Slice { index: 9, size: 10 };
         let mut resp = ResponseHeader::build(206, None).unwrap();
-        resp.insert_header("content-range", "bytes 0-9/95").unwrap();
-        assert!(upstream_answer(&mut resp, slice).is_err());
+        resp.insert_header("content-range", "bytes 90-94/95")
+            .unwrap();
+        upstream_answer(&mut resp, last).unwrap();
+        assert_eq!(resp.headers["content-length"], "5");
+
+        // An empty object is an empty slice 0; a whole object bigger than a slice is refused.
+        let zero = Slice { index: 0, size: 10 };
+        let mut resp = ResponseHeader::build(416, None).unwrap();
+        resp.insert_header("content-range", "bytes */0").unwrap();
+        upstream_answer(&mut resp, zero).unwrap();
+        assert_eq!(
+            (
+                resp.status.as_u16(),
+                resp.headers[slice::TOTAL].to_str().unwrap()
+            ),
+            (200, "0")
+        );
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("content-length", "11").unwrap();
+        assert!(upstream_answer(&mut resp, zero).is_err());
     }
 
     #[test]

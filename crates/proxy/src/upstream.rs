@@ -3,9 +3,10 @@
 //! Each object has a home upstream, picked by consistent hashing of its cache key (Pingora's
 //! ketama ring), so every edge sends a given object to the same shield and the shields' caches
 //! do not hold the same objects twice. When the home is down, the next peer on the ring takes
-//! over: only the objects of the peer that is gone move. A peer is down from the first failure
-//! a request meets with it (no connection, no answer within the timeout) or a failed probe,
-//! and up again at the first probe it answers. Probes run every `interval` against every peer
+//! over: only the objects of the peer that is gone move. A peer is down from a failed probe or a
+//! fresh connection to it that fails, and up again at the first probe it answers; a request
+//! that times out waiting on a peer the probes still find up is that peer's slow answer, not
+//! its death (it is not retried elsewhere: that would fetch a slow object twice). Probes run every `interval` against every peer
 //! ([`HealthChecks`]), so a dead or hung peer is skipped within `interval` plus the probe's
 //! timeout, and a recovered one takes its objects back as soon.
 
@@ -105,6 +106,14 @@ impl Upstreams {
     /// Whether a request that has made `attempts` tries may try another upstream.
     pub fn may_retry(&self, attempts: usize) -> bool {
         attempts < self.peers.len()
+    }
+
+    /// Whether `addr` is taken for up (by the last probe or request).
+    pub fn is_up(&self, addr: &SocketAddr) -> bool {
+        self.peers
+            .iter()
+            .position(|p| p == addr)
+            .is_some_and(|i| self.up[i].load(Ordering::Relaxed))
     }
 
     /// A request or a probe found `addr` failing: skip it until a probe answers.

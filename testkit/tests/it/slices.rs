@@ -147,3 +147,44 @@ fn a_stale_slice_is_revalidated_alone() {
     );
     assert_eq!(origin_bytes(&stack), before, "no slice body moved again");
 }
+
+#[test]
+fn empty_and_small_objects_and_if_range() {
+    let small = testkit::pattern(10 << 10, 4);
+    let big = testkit::pattern(200 << 10, 5);
+    let root = testkit::origin_dir(&[
+        ("sliced-short/empty.bin", &[][..]),
+        ("sliced-short/small.bin", &small[..]),
+        ("sliced-short/big.bin", &big[..]),
+    ]);
+    let stack = Stack::start(StackOptions::new(Backend::Local(root.path().to_owned())));
+
+    let r = request("GET", &stack.url("/sliced-short/empty.bin"), &[]);
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    let r = request("GET", &stack.url("/sliced-short/small.bin"), &[]);
+    assert_eq!((r.status, &r.body[..]), (200, &small[..]));
+
+    let whole = request("GET", &stack.url("/sliced-short/big.bin"), &[]);
+    let etag = whole.header("etag").expect("an ETag").to_owned();
+    assert!(!etag.starts_with("W/"), "{etag}");
+    // The range holds for the version it names; for another, the whole object.
+    let r = request(
+        "GET",
+        &stack.url("/sliced-short/big.bin"),
+        &[("Range", "bytes=70000-70009"), ("If-Range", &etag)],
+    );
+    assert_eq!((r.status, &r.body[..]), (206, &big[70000..70010]));
+    let r = request(
+        "GET",
+        &stack.url("/sliced-short/big.bin"),
+        &[("Range", "bytes=70000-70009"), ("If-Range", "\"other\"")],
+    );
+    assert_eq!((r.status, &r.body[..]), (200, &big[..]));
+    // A client holding this version gets a 304.
+    let r = request(
+        "GET",
+        &stack.url("/sliced-short/big.bin"),
+        &[("If-None-Match", &etag)],
+    );
+    assert_eq!(r.status, 304);
+}

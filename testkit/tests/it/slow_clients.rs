@@ -19,8 +19,12 @@ fn a_stalled_client_neither_stalls_the_fill_nor_the_next_client_and_is_dropped()
     options.send_timeout = "8s";
     let stack = Stack::start(options);
 
-    // The first client starts the fill, reads 1 MiB of the body and stops reading.
-    let mut stalled = std::net::TcpStream::connect(stack.edge).unwrap();
+    // The first client starts the fill, reads 1 MiB of the body and stops reading. Its small
+    // receive buffer fills at once, so the edge's write to it starts waiting soon after.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(16 << 10).unwrap();
+    socket.connect(&stack.edge.into()).unwrap();
+    let mut stalled: std::net::TcpStream = socket.into();
     stalled
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
@@ -48,7 +52,7 @@ fn a_stalled_client_neither_stalls_the_fill_nor_the_next_client_and_is_dropped()
     // The stalled client was dropped once a write to it waited the send timeout: reading on,
     // it gets what the socket buffers held, then the end, never the whole object.
     std::thread::sleep(
-        (SEND_TIMEOUT + Duration::from_secs(2)).saturating_sub(stalled_at.elapsed()),
+        (SEND_TIMEOUT + Duration::from_secs(6)).saturating_sub(stalled_at.elapsed()),
     );
     let mut rest = Vec::new();
     let _ = stalled.read_to_end(&mut rest);
