@@ -87,16 +87,33 @@ impl CollapseLock {
     }
 }
 
+thread_local! {
+    /// The key whose stored copy this thread's request was just refused (a forced miss).
+    static FORCED_MISS: std::cell::Cell<Option<HashBinary>> = const { std::cell::Cell::new(None) };
+}
+
+impl CollapseLock {
+    /// Says that the request on this thread is refusing the copy stored under `key` (a hit
+    /// treated as a miss): pingora-cache takes the lock for it next, with no await between,
+    /// and that request must fetch, not be sent back to the copy it refused.
+    pub fn forcing_miss(key: HashBinary) {
+        FORCED_MISS.with(|f| f.set(Some(key)));
+    }
+}
+
 impl CacheKeyLock for CollapseLock {
     fn lock(&self, key: &CacheKey, stale_writer: bool) -> Locked {
         let hash = key.combined_bin();
-        if !stale_writer && self.storage.arrived_since_lookup(&hash) {
+        let forced = FORCED_MISS.with(|f| f.take()) == Some(hash);
+        if !stale_writer && !forced && self.storage.arrived_since_lookup(&hash) {
             return self.look_again();
         }
         match self.inner.lock(key, stale_writer) {
             // Checked again once the permit is held: a writer may have started its fill and
             // let go between the check above and taking the lock.
-            Locked::Write(permit) if !stale_writer && self.storage.arrived_since_lookup(&hash) => {
+            Locked::Write(permit)
+                if !stale_writer && !forced && self.storage.arrived_since_lookup(&hash) =>
+            {
                 self.inner.release(key, permit, LockStatus::Done);
                 self.look_again()
             }

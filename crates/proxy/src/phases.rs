@@ -382,13 +382,16 @@ impl ProxyHttp for TierProxy {
     /// A request with `Authorization` is not answered from a copy unless the copy allows it.
     async fn cache_hit_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         meta: &CacheMeta,
         _hit_handler: &mut HitHandler,
         _is_fresh: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<ForcedFreshness>> {
         if ctx.authorization && !cacheability::serves_authorized(meta) {
+            if let Some(key) = session.cache.maybe_cache_key() {
+                CollapseLock::forcing_miss(key.combined_bin());
+            }
             return Ok(Some(ForcedFreshness::ForceMiss));
         }
         Ok(None)
