@@ -10,7 +10,6 @@
 //! resolves — by the binary until a signal, by tests in-process.
 
 pub mod backend;
-pub mod conditional;
 mod npm;
 pub mod observe;
 mod registry;

@@ -8,6 +8,7 @@
 //! This crate knows no server, no cache and no storage: it is pure functions over request
 //! parts, so every tier, whatever HTTP library it is built on, gives the same answer.
 
+pub mod conditional;
 pub mod error;
 pub mod range;
 pub mod slice;

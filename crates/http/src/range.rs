@@ -14,22 +14,33 @@ pub enum RangeRequest {
     Unsatisfiable,
 }
 
+/// The two sides of one `bytes=first-last` range (either may be empty), trimmed; `None` for
+/// another unit, several ranges, or no `-`.
+fn spec(value: &str) -> Option<(&str, &str)> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.trim().split_once('-')?;
+    Some((first.trim(), last.trim()))
+}
+
+fn number(s: &str) -> Option<u64> {
+    s.parse::<u64>()
+        .ok()
+        .filter(|_| s.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The first byte a Range value names without knowing the object's length (`bytes=A-` or
+/// `bytes=A-B`; not a range from the end).
+pub fn first_byte(value: &str) -> Option<u64> {
+    spec(value).and_then(|(first, _)| number(first))
+}
+
 /// Interprets a Range header value against an object of `size` bytes.
 pub fn parse(value: &str, size: u64) -> RangeRequest {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+    let Some((first, last)) = spec(value) else {
         return RangeRequest::Full;
-    };
-    if spec.contains(',') {
-        return RangeRequest::Full;
-    }
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return RangeRequest::Full;
-    };
-    let (first, last) = (first.trim(), last.trim());
-    let number = |s: &str| {
-        s.parse::<u64>()
-            .ok()
-            .filter(|_| s.bytes().all(|b| b.is_ascii_digit()))
     };
     match (first.is_empty(), last.is_empty()) {
         // bytes=-N: the last N bytes.
@@ -88,5 +99,14 @@ mod tests {
         for (value, size, expected) in table {
             assert_eq!(&parse(value, *size), expected, "{value} of {size}");
         }
+    }
+
+    #[test]
+    fn first_bytes_named() {
+        assert_eq!(first_byte("bytes=100-199"), Some(100));
+        assert_eq!(first_byte("bytes=100-"), Some(100));
+        assert_eq!(first_byte("bytes=-100"), None);
+        assert_eq!(first_byte("bytes=0-1,5-6"), None);
+        assert_eq!(first_byte("items=1-2"), None);
     }
 }

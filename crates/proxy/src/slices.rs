@@ -12,6 +12,7 @@
 //! the upstream's 206 for the slice's bytes a 200 of those bytes that names the whole length.
 
 use bytes::Bytes;
+use cdn_http::conditional::Validators;
 use cdn_http::range::{self, RangeRequest};
 use cdn_http::slice::{self, Slice};
 use cdn_http::Secret;
@@ -85,19 +86,11 @@ impl Assembler {
             .get(http::header::RANGE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let if_none_match = session
-            .req_header()
-            .headers
-            .get(http::header::IF_NONE_MATCH)
-            .cloned();
-        let if_range = session
-            .req_header()
-            .headers
-            .get(http::header::IF_RANGE)
-            .cloned();
+        // The client's preconditions, judged against the first slice's validators.
+        let preconditions = session.req_header().headers.clone();
         // The first slice needed: the one holding the first byte asked for, when the range
         // says which without knowing the length.
-        let start_hint = asked.as_deref().and_then(first_byte_named).unwrap_or(0);
+        let start_hint = asked.as_deref().and_then(range::first_byte).unwrap_or(0);
         let mut first = self
             .fetch(target, Slice::holding(start_hint, size), request_id)
             .await?;
@@ -105,13 +98,11 @@ impl Assembler {
             // Not sliced upstream (an error, a missing object): passed on as it is.
             return first.relay(session).await;
         };
-        // `If-Range`: the range holds only for the version it names (a strong entity tag);
-        // for any other, the whole object (RFC 9110 §13.1.5).
+        // `If-Range`: the range holds only for the version it names; for any other, the whole
+        // object (RFC 9110 §13.1.5).
+        let validators = Validators::of_response(&first.header.headers);
+        let range_holds = validators.if_range_holds(&preconditions);
         let etag = first.header.headers.get(http::header::ETAG).cloned();
-        let range_holds = if_range.as_ref().is_none_or(|v| {
-            etag.as_ref()
-                .is_some_and(|e| !e.as_bytes().starts_with(b"W/") && e == v)
-        });
         let wanted = match asked.as_deref().filter(|_| range_holds) {
             None => RangeRequest::Full,
             Some(a) => range::parse(a, total),
@@ -131,12 +122,10 @@ impl Assembler {
         }
         resp.remove_header(slice::TOTAL);
         resp.insert_header(http::header::ACCEPT_RANGES, "bytes")?;
-        if let (Some(etag), Some(asked)) = (&etag, &if_none_match) {
-            if weak_match(asked.as_bytes(), etag.as_bytes()) {
-                resp.set_status(304)?;
-                session.write_response_header(Box::new(resp), true).await?;
-                return Ok(());
-            }
+        if validators.not_modified(&preconditions) {
+            resp.set_status(304)?;
+            session.write_response_header(Box::new(resp), true).await?;
+            return Ok(());
         }
         match wanted {
             RangeRequest::Unsatisfiable => {
@@ -314,29 +303,6 @@ impl Fetched {
     }
 }
 
-/// The first byte a `Range` value names, when it names one without the object's length
-/// (`bytes=A-` or `bytes=A-B`; not a range from the end).
-fn first_byte_named(value: &str) -> Option<u64> {
-    let spec = value.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None;
-    }
-    let (first, _) = spec.split_once('-')?;
-    first.trim().parse().ok()
-}
-
-/// `If-None-Match` against an entity tag, weakly (RFC 9110 §13.1.2): `*` or any listed tag
-/// equal once `W/` is set aside.
-fn weak_match(if_none_match: &[u8], etag: &[u8]) -> bool {
-    let bare = |t: &[u8]| t.strip_prefix(b"W/").unwrap_or(t).to_vec();
-    let etag = bare(etag);
-    std::str::from_utf8(if_none_match).is_ok_and(|list| {
-        list.split(',')
-            .map(str::trim)
-            .any(|t| t == "*" || bare(t.as_bytes()) == etag)
-    })
-}
-
 /// At a tier asked for `slice`: the upstream's answer for the slice's bytes made what is
 /// stored — a 206 becomes a 200 of those bytes naming the whole length in `cdn-slice-total`;
 /// a whole object that fits in slice 0 (an upstream that ignored the range) stands as it; an
@@ -437,16 +403,5 @@ mod tests {
         let mut resp = ResponseHeader::build(200, None).unwrap();
         resp.insert_header("content-length", "11").unwrap();
         assert!(upstream_answer(&mut resp, zero).is_err());
-    }
-
-    #[test]
-    fn ranges_name_their_first_byte_and_tags_match_weakly() {
-        assert_eq!(first_byte_named("bytes=100-199"), Some(100));
-        assert_eq!(first_byte_named("bytes=100-"), Some(100));
-        assert_eq!(first_byte_named("bytes=-100"), None);
-        assert_eq!(first_byte_named("bytes=0-1,5-6"), None);
-        assert!(weak_match(b"\"a\", W/\"b\"", b"\"b\""));
-        assert!(weak_match(b"*", b"\"x\""));
-        assert!(!weak_match(b"\"a\"", b"\"b\""));
     }
 }

@@ -1,5 +1,6 @@
 //! Validators and preconditions: ETag / Last-Modified on the way out, If-None-Match /
-//! If-Modified-Since (→ 304) and If-Range on the way in (RFC 9110 §13).
+//! If-Modified-Since (→ 304) and If-Range on the way in (RFC 9110 §13). origin-adapter answers
+//! by them, and a proxy tier assembling an object from slices.
 
 use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE};
 use http::HeaderMap;
@@ -10,7 +11,7 @@ use std::time::SystemTime;
 pub struct Validators {
     /// Quoted entity tag (`"…"` or `W/"…"`).
     pub etag: Option<String>,
-    pub last_modified: SystemTime,
+    pub last_modified: Option<SystemTime>,
 }
 
 impl Validators {
@@ -24,7 +25,21 @@ impl Validators {
         });
         Validators {
             etag,
-            last_modified,
+            last_modified: Some(last_modified),
+        }
+    }
+
+    /// The validators a response carries (`ETag`, `Last-Modified`), either possibly absent.
+    pub fn of_response(headers: &HeaderMap) -> Self {
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &http::HeaderValue| v.to_str().ok())
+        };
+        Validators {
+            etag: text(http::header::ETAG).map(str::to_owned),
+            last_modified: text(http::header::LAST_MODIFIED)
+                .and_then(|d| httpdate::parse_http_date(d).ok()),
         }
     }
 
@@ -41,8 +56,10 @@ impl Validators {
                 .any(|t| t == "*" || weak_eq(t, etag));
         }
         if let Some(ims) = req.get(IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()) {
-            if let Ok(since) = httpdate::parse_http_date(ims) {
-                return truncate_secs(self.last_modified) <= since;
+            if let (Ok(since), Some(modified)) =
+                (httpdate::parse_http_date(ims), self.last_modified)
+            {
+                return truncate_secs(modified) <= since;
             }
         }
         false
@@ -57,12 +74,13 @@ impl Validators {
         if ir.starts_with('"') {
             self.etag.as_deref() == Some(ir)
         } else {
-            httpdate::parse_http_date(ir).is_ok_and(|d| truncate_secs(self.last_modified) == d)
+            let modified = self.last_modified.map(truncate_secs);
+            httpdate::parse_http_date(ir).is_ok_and(|d| modified == Some(d))
         }
     }
 
-    pub fn last_modified_header(&self) -> String {
-        httpdate::fmt_http_date(self.last_modified)
+    pub fn last_modified_header(&self) -> Option<String> {
+        self.last_modified.map(httpdate::fmt_http_date)
     }
 }
 
@@ -110,5 +128,14 @@ mod tests {
         assert!(v.if_range_holds(&headers(&[("if-range", "\"abc\"")])));
         assert!(!v.if_range_holds(&headers(&[("if-range", "\"old\"")])));
         assert!(v.if_range_holds(&headers(&[("if-range", &date)])));
+
+        // Read off a response: without Last-Modified no date matches anything.
+        let etag_only = Validators::of_response(&headers(&[("etag", "\"abc\"")]));
+        assert!(etag_only.not_modified(&headers(&[("if-none-match", "W/\"abc\"")])));
+        assert!(!etag_only.not_modified(&headers(&[("if-modified-since", &date)])));
+        assert!(!etag_only.if_range_holds(&headers(&[("if-range", &date)])));
+        let both =
+            Validators::of_response(&headers(&[("etag", "\"abc\""), ("last-modified", &date)]));
+        assert!(both.not_modified(&headers(&[("if-modified-since", &date)])));
     }
 }
