@@ -2,9 +2,9 @@
 //! then the object's bytes streamed from the store (never held whole in memory).
 
 use crate::backend::Stores;
-use crate::conditional::Validators;
 use bytes::Bytes;
 use cdn_config::{Naming, RoutePolicy, Routes};
+use cdn_http::conditional::Validators;
 use cdn_http::range::{self, RangeRequest};
 use cdn_http::{HttpError, Secret, Target};
 use cdn_observe::{Metrics, Tier, UpstreamResult};
@@ -85,16 +85,21 @@ impl Origin {
         }
     }
 
+    /// Whether `req` presents the secret this adapter requires (if it requires one).
+    fn trusted<B>(&self, req: &Request<B>) -> bool {
+        self.accepts.as_ref().is_none_or(|secret| {
+            let presented = req.headers().get(cdn_http::trust::HEADER);
+            secret.admits(presented.map(|v| v.as_bytes()))
+        })
+    }
+
     /// The answer to the shield's health probe, if `req` is one (see `cdn_http::trust`).
     pub fn probe<B>(&self, req: &Request<B>) -> Option<Response<Body>> {
         if req.uri().path() != cdn_http::trust::HEALTH_PATH {
             return None;
         }
-        let presented = req.headers().get(cdn_http::trust::HEADER);
-        if let Some(secret) = &self.accepts {
-            if !secret.admits(presented.map(|v| v.as_bytes())) {
-                return None;
-            }
+        if !self.trusted(req) {
+            return None;
         }
         let body = Full::new(Bytes::from_static(b"ok"))
             .map_err(|never| match never {})
@@ -108,11 +113,8 @@ impl Origin {
     }
 
     async fn respond<B>(&self, req: &Request<B>) -> Result<Response<Body>, HttpError> {
-        if let Some(secret) = &self.accepts {
-            let presented = req.headers().get(cdn_http::trust::HEADER);
-            if !secret.admits(presented.map(|v| v.as_bytes())) {
-                return Err(HttpError::Forbidden { challenge: None });
-            }
+        if !self.trusted(req) {
+            return Err(HttpError::Forbidden { challenge: None });
         }
         let head_only = match *req.method() {
             Method::GET => false,
@@ -360,12 +362,9 @@ fn put_validators(h: &mut HeaderMap, v: &Validators) {
     if let Some(etag) = v.etag.as_deref().and_then(|e| e.parse().ok()) {
         h.insert(ETAG, etag);
     }
-    h.insert(
-        LAST_MODIFIED,
-        v.last_modified_header()
-            .parse()
-            .expect("http date is ascii"),
-    );
+    if let Some(date) = v.last_modified_header() {
+        h.insert(LAST_MODIFIED, date.parse().expect("http date is ascii"));
+    }
 }
 
 /// How long what a response carries stays fresh.
