@@ -7,7 +7,7 @@ use crate::outcome;
 use crate::packages::{self, Integrity, TarballUrls};
 use crate::respond::{self, Headers};
 use crate::slices::{self, Assembler};
-use crate::upstream::{Order, Upstreams};
+use crate::upstream::{HealthChecks, Order, Upstreams};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cdn_cache::{CollapseLock, HybridStorage};
@@ -50,8 +50,6 @@ pub struct TierProxy {
     slices: Option<Assembler>,
     /// Requests that may stream one fill; past it, 503.
     max_waiters: usize,
-    /// How long a request waits for another's fetch of the same object before fetching itself.
-    lock_wait: Duration,
 }
 
 impl TierProxy {
@@ -87,7 +85,6 @@ impl TierProxy {
                 .map(|r| usize::try_from(r).unwrap_or(usize::MAX)),
             slices: None,
             max_waiters: config.max_waiters,
-            lock_wait: config.upstream_timeout,
         }
     }
 
@@ -110,16 +107,27 @@ impl TierProxy {
         let Some(admitted) = ctx.admitted.as_ref().filter(|a| a.policy.cacheable) else {
             return false;
         };
-        let key = match ctx.slice {
-            Some(slice) => admitted.slice_key(slice),
-            None => admitted.cache_key(),
-        };
+        let key = ctx.key_of(admitted);
         self.lock.waiters(&key.combined_bin()) >= self.max_waiters
     }
 
     /// Where misses go, and which of them are up (shared with the health checks and `/readyz`).
     pub fn upstreams(&self) -> Arc<Upstreams> {
         self.upstreams.clone()
+    }
+
+    /// Probes of this tier's upstreams every `interval`, presenting the secret requests do.
+    pub fn health_checks(&self, interval: Duration) -> HealthChecks {
+        let secret = self.trust.presents.as_ref().map(|s| s.value());
+        HealthChecks::new(self.upstreams.clone(), interval, secret)
+    }
+
+    /// How the route of this request names things, for the form of this tier's own answers.
+    fn naming(&self, session: &Session, ctx: &Ctx) -> cdn_config::Naming {
+        match &ctx.admitted {
+            Some(admitted) => admitted.policy.naming,
+            None => admission::naming_of(session.req_header(), &self.routes),
+        }
     }
 
     /// The headers every response of this request carries, from what is known so far.
@@ -170,6 +178,16 @@ pub struct Ctx {
     integrity: Option<Integrity>,
     /// The packument's tarball URLs being pointed at the client's host (edge).
     tarball_urls: Option<TarballUrls>,
+}
+
+impl Ctx {
+    /// The cache key of what this request asks for: the object, or one slice of it.
+    fn key_of(&self, admitted: &Admitted) -> CacheKey {
+        match self.slice {
+            Some(slice) => admitted.slice_key(slice),
+            None => admitted.cache_key(),
+        }
+    }
 }
 
 #[async_trait]
@@ -296,7 +314,7 @@ impl ProxyHttp for TierProxy {
                     }
                     _ if self.too_many_waiters(ctx) => {
                         let busy = cdn_http::HttpError::Unavailable { retry_after: 1 };
-                        let naming = admission::naming_of(session.req_header(), &self.routes);
+                        let naming = self.naming(session, ctx);
                         ctx.cache_status =
                             respond::error(session, &busy, naming, &self.decoration(ctx)).await?;
                         Ok(true)
@@ -326,7 +344,7 @@ impl ProxyHttp for TierProxy {
         if reads && !sliced_head && ctx.admitted.as_ref().is_some_and(|a| a.policy.cacheable) {
             // A request waits for another's fetch of the object no longer than for its own.
             let mut overrides = CacheOptionOverrides::default();
-            overrides.wait_timeout = Some(self.lock_wait);
+            overrides.wait_timeout = Some(self.upstreams.read_timeout());
             session.cache.enable(
                 self.storage,
                 None,
@@ -350,10 +368,7 @@ impl ProxyHttp for TierProxy {
                 "cache key before admission",
             )
         })?;
-        Ok(match ctx.slice {
-            Some(slice) => admitted.slice_key(slice),
-            None => admitted.cache_key(),
-        })
+        Ok(ctx.key_of(admitted))
     }
 
     /// The variant a request asks for: the values of the request fields the stored response's
@@ -724,10 +739,7 @@ impl ProxyHttp for TierProxy {
             // Nothing the upstream sent is passed on: the entry says only that this tier
             // looked (or not) and failed.
             ctx.outcome = Outcome::failed(ctx.looked_up, status);
-            let naming = match &ctx.admitted {
-                Some(admitted) => admitted.policy.naming,
-                None => admission::naming_of(session.req_header(), &self.routes),
-            };
+            let naming = self.naming(session, ctx);
             match respond::error(session, &failure, naming, &self.decoration(ctx)).await {
                 Ok(sent) => ctx.cache_status = sent,
                 Err(e) => tracing::debug!(error = %e, "could not send the error response"),

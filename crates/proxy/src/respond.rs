@@ -69,7 +69,7 @@ pub fn failure(e: &Error) -> Option<HttpError> {
     })
 }
 
-/// Answers a health probe from the tier in front (`upstream::HEALTH_PATH`): this tier is
+/// Answers a health probe from the tier in front (`cdn_http::trust::HEALTH_PATH`): this tier is
 /// here and reading requests.
 pub async fn probe(session: &mut Session) -> Result<()> {
     let mut resp = ResponseHeader::build(200, Some(3))?;

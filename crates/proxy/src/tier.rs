@@ -18,7 +18,6 @@ use crate::admission::{Gate, TierTrust};
 use crate::phases::TierProxy;
 use crate::storage;
 use crate::tls::{CertError, Hangup, Reloader, TlsListener};
-use crate::upstream::HealthChecks;
 use async_trait::async_trait;
 use cdn_cache::HybridStorage;
 use cdn_config::{Config, Listen, ProxyConfig, Routes};
@@ -139,8 +138,6 @@ impl ProxyTier {
         let mut server = Server::new_with_opt_and_conf(None, conf);
         server.bootstrap();
         let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new(tier)));
-        // Probes present the secret requests do.
-        let probe_secret = trust.presents.as_ref().map(|s| s.value().to_owned());
         let proxy = TierProxy::new(
             tier,
             settings,
@@ -152,11 +149,7 @@ impl ProxyTier {
         )
         .answering_at(listen.traffic);
         let upstreams = proxy.upstreams();
-        let health = HealthChecks::new(
-            upstreams.clone(),
-            settings.health_check,
-            probe_secret.as_deref(),
-        );
+        let health = proxy.health_checks(settings.health_check);
         let mut service =
             pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, tier.name());
         service.add_tcp(&listen.traffic.to_string());
