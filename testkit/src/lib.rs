@@ -264,6 +264,17 @@ pub fn get_hashed(url: &str) -> (u16, String, u64, String) {
     })
 }
 
+/// The sum of every series of one metric family (`name` as it starts a line) on a tier's live
+/// `/metrics`.
+pub fn metric_total(admin: std::net::SocketAddr, name: &str) -> u64 {
+    let text = get(&format!("http://{admin}/metrics")).body;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// Every `cdn_request_duration_seconds_count` series of a tier's live `/metrics`, as
 /// (tier, cache) → count.
 pub fn request_counts(

@@ -60,15 +60,6 @@ impl Drop for Mounts {
     }
 }
 
-fn metric(admin: std::net::SocketAddr, name: &str) -> u64 {
-    let text = testkit::get(&format!("http://{admin}/metrics")).body;
-    String::from_utf8_lossy(&text)
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
 /// Objects `range` fetched through the edge by four clients at once, each checked whole.
 fn load(stack: &Stack, range: std::ops::Range<usize>, bodies: &[Vec<u8>]) -> Vec<String> {
     let work = Mutex::new(range);
@@ -110,14 +101,17 @@ fn a_read_only_then_full_cache_folder_breaks_no_response() {
     let stack = Stack::start(options);
 
     assert!(load(&stack, 0..100, &bodies).is_empty(), "before any fault");
-    assert_eq!(metric(stack.edge_admin, "cdn_cache_disk_faults_total"), 0);
+    assert_eq!(
+        testkit::metric_total(stack.edge_admin, "cdn_cache_disk_faults_total"),
+        0
+    );
 
     // Read-only: the segments open now stay writable, a new one cannot be made.
     mounts.read_only(&stack.cache_dir("edge"));
     mounts.read_only(&stack.cache_dir("shield"));
     let failures = load(&stack, 100..300, &bodies);
     assert!(failures.is_empty(), "read-only: {failures:#?}");
-    assert!(metric(stack.edge_admin, "cdn_cache_disk_faults_total") > 0);
+    assert!(testkit::metric_total(stack.edge_admin, "cdn_cache_disk_faults_total") > 0);
     let ready = testkit::get(&format!("http://{}/readyz", stack.edge_admin));
     assert_eq!(ready.status, 200);
     assert!(
@@ -128,14 +122,14 @@ fn a_read_only_then_full_cache_folder_breaks_no_response() {
     mounts.undo_last();
 
     // Full: a file outside the cache folders takes every byte the tmpfs has left.
-    let faults = metric(stack.edge_admin, "cdn_cache_disk_faults_total");
+    let faults = testkit::metric_total(stack.edge_admin, "cdn_cache_disk_faults_total");
     std::thread::sleep(Duration::from_secs(6));
     let mut filler = std::fs::File::create(disk.path().join("filler")).unwrap();
     let block = vec![7u8; 1 << 20];
     while std::io::Write::write_all(&mut filler, &block).is_ok() {}
     let failures = load(&stack, 300..600, &bodies);
     assert!(failures.is_empty(), "disk full: {failures:#?}");
-    assert!(metric(stack.edge_admin, "cdn_cache_disk_faults_total") > faults);
+    assert!(testkit::metric_total(stack.edge_admin, "cdn_cache_disk_faults_total") > faults);
 
     // Space again, and quiet for a while: fills are admitted and stored once more.
     std::fs::remove_file(disk.path().join("filler")).unwrap();

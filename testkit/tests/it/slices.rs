@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 use std::io::Write;
-use testkit::{download, get, request, Backend, Stack, StackOptions};
+use testkit::{download, request, Backend, Stack, StackOptions};
 
 const SLICE: u64 = 8 << 20;
 const GIB: u64 = 1 << 30;
@@ -26,12 +26,7 @@ fn object_bytes(range: std::ops::Range<u64>) -> Vec<u8> {
 
 /// Body bytes the origin-adapter has sent so far, from its metrics.
 fn origin_bytes(stack: &Stack) -> u64 {
-    let text = get(&format!("http://{}/metrics", stack.origin_admin)).body;
-    String::from_utf8_lossy(&text)
-        .lines()
-        .filter(|l| l.starts_with("cdn_response_bytes_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    testkit::metric_total(stack.origin_admin, "cdn_response_bytes_total{")
 }
 
 #[test]
