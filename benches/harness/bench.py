@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Runs our edge side by side with NGINX (proxy_cache) and Varnish (malloc) in front of the
-same origin, alternating the systems run by run, and writes benches/RESULTS.md.
+"""Runs our edge side by side with NGINX (proxy_cache), Varnish (malloc) and Apache Traffic
+Server in front of the same origin, alternating the systems run by run, and writes
+benches/RESULTS.md.
 
 Groups of rows (`--only` picks some; all by default):
-  main  the rows against NGINX and Varnish over plain HTTP (hits, stream, keys, disk tier,
-        collapsing, memory, restart)
+  main  the rows against NGINX, Varnish and ATS over plain HTTP (hits, stream, keys, disk
+        tier, collapsing, memory, restart), with each server's CPU time per GB served
   auth  our 1 KiB hits on a route with `auth: true` (a signed token on every request) against
         the same object on an open route, on one edge
   tls   hits and one stream over HTTPS: our edge's TLS listener against an NGINX `ssl` server
@@ -44,8 +45,10 @@ PORTS = {
     "nginx": 19082, "static": 19084, "varnish": 19083,
     "edge_auth": 19087, "edge_auth_admin": 19187,
     "edge_tls": 19088, "edge_tls_admin": 19188, "edge_https": 19089, "nginx_tls": 19090,
+    "ats": 19091,
 }
-SYSTEMS = ["ours", "nginx", "varnish"]
+SYSTEMS = ["ours", "nginx", "varnish", "ats"]
+PEERS = SYSTEMS[1:]
 GROUPS = ["main", "auth", "tls"]
 # Every HTTPS row uses one protocol, cipher suite and key exchange. Our edge's suites are
 # rustls's defaults (not settable from its config) and rustls follows the client's order, so the
@@ -120,21 +123,29 @@ class Procs:
             self.stop(name, signal.SIGKILL)
 
 
-def peak_rss_kib(root_pid):
-    """VmHWM summed over a process and its descendants (nginx and Varnish fork workers)."""
+def process_tree(root_pid):
+    """A process and its descendants (nginx and Varnish fork workers). A child is listed under
+    the thread that forked it, so every thread's list is read."""
     pids, frontier = {root_pid}, [root_pid]
     while frontier:
         pid = frontier.pop()
-        try:
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            children = []
+        children = []
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                children += (task / "children").read_text().split()
+            except OSError:
+                pass
         for c in map(int, children):
             if c not in pids:
                 pids.add(c)
                 frontier.append(c)
+    return pids
+
+
+def peak_rss_kib(root_pid):
+    """VmHWM summed over a process and its descendants."""
     total = 0
-    for pid in pids:
+    for pid in process_tree(root_pid):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -142,6 +153,28 @@ def peak_rss_kib(root_pid):
         except OSError:
             pass
     return total
+
+
+def cpu_ns(root_pid):
+    """(pid, tid) -> nanoseconds on a CPU, for every thread of a process tree (the first field of
+    /proc/<pid>/task/<tid>/schedstat: exact, where /proc/<pid>/stat counts in 10 ms ticks, too
+    coarse for a stream that lasts a fraction of a second)."""
+    ns = {}
+    for pid in process_tree(root_pid):
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                ns[(pid, task.name)] = int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    return ns
+
+
+def cpu_seconds_since(root_pid, before):
+    """CPU seconds the tree spent since `before` (a cpu_ns reading). Thread by thread, so one that
+    started in between counts whole; one that ended in between (an idle blocking-pool thread,
+    NGINX's cache loader) drops out, having had little or nothing to do meanwhile."""
+    after = cpu_ns(root_pid)
+    return sum(t - before.get(k, 0) for k, t in after.items()) / 1e9
 
 
 # ---------------------------------------------------------------- fixtures and systems
@@ -313,6 +346,68 @@ NGINX_TLS_SERVER = """
 """
 
 
+# Apache Traffic Server: Debian's defaults (/etc/trafficserver, copied to the work folder) with
+# these records replaced. `{ats}` is its folder there.
+ATS_RECORDS = [
+    # Our port only (Debian's is 8080 on IPv4 and IPv6), on loopback.
+    ("proxy.config.http.server_ports", "STRING {port}:ip-in=127.0.0.1"),
+    # Keep the user it was started as: it refuses to switch to root by name, and the Debian
+    # default (user trafficserver) could not write to the work folder.
+    ("proxy.config.admin.user_id", "STRING #-1"),
+    # No crash-log helper process beside it (it would look user #-1 up and fail).
+    ("proxy.config.crash_log_helper", "STRING NULL"),
+    # Everything it writes stays in the work folder.
+    ("proxy.config.local_state_dir", "STRING {ats}/run"),
+    ("proxy.config.log.logfile_dir", "STRING {ats}/log"),
+    ("proxy.config.hostdb.storage_path", "STRING {ats}/run"),
+    ("proxy.config.body_factory.template_sets_dir", "STRING {ats}/etc/body_factory"),
+    # 2 worker threads like the other servers, on both cores (no hwloc binding).
+    ("proxy.config.exec_thread.autoconfig", "INT 0"),
+    ("proxy.config.exec_thread.limit", "INT 2"),
+    ("proxy.config.exec_thread.affinity", "INT 0"),
+    # Access log off, as for every system.
+    ("proxy.config.log.logging_enabled", "INT 0"),
+    # A reverse proxy: only what remap.config maps is served.
+    ("proxy.config.reverse_proxy.enabled", "INT 1"),
+    ("proxy.config.url_remap.remap_required", "INT 1"),
+    # A 1 GiB RAM cache (our edge's memory tier) that takes objects up to our edge's max_object
+    # (Debian's cut-off is 4 MiB), over the cache file; no object size limit.
+    ("proxy.config.cache.ram_cache.size", "INT 1073741824"),
+    ("proxy.config.cache.ram_cache_cutoff", "INT 268435456"),
+    ("proxy.config.cache.max_doc_size", "INT 0"),
+    # Listen only once the cache is up, and not at all without one: no cacheless runs.
+    ("proxy.config.http.wait_for_cache", "INT 2"),
+    # Collapsing (the collapse row): readers follow the one writer (read-while-writer, with
+    # background fill always allowed so the fill survives its first client), and a request that
+    # misses the write lock retries its cache read (fail action 5) every 10 ms for up to 2 s
+    # instead of going to the origin itself.
+    ("proxy.config.cache.enable_read_while_writer", "INT 1"),
+    ("proxy.config.http.background_fill_active_timeout", "INT 0"),
+    ("proxy.config.http.background_fill_completed_threshold", "FLOAT 0.0"),
+    ("proxy.config.http.cache.open_write_fail_action", "INT 5"),
+    ("proxy.config.http.cache.max_open_read_retries", "INT 200"),
+    ("proxy.config.http.cache.open_read_retry_time", "INT 10"),
+]
+
+
+def ats_config(work):
+    """ATS's own config folder (PROXY_CONFIG_CONFIG_DIR), runtime, log and 4 GiB cache file."""
+    ats = work / "ats"
+    shutil.copytree("/etc/trafficserver", ats / "etc")
+    for d in ("run", "log"):
+        (ats / d).mkdir()
+    ours = {name: value.format(ats=ats, port=PORTS["ats"]) for name, value in ATS_RECORDS}
+    records = ats / "etc" / "records.config"
+    kept = [l for l in records.read_text().splitlines() if not (l.split()[1:2] and l.split()[1] in ours)]
+    records.write_text("\n".join(kept + [f"CONFIG {name} {value}" for name, value in ours.items()]) + "\n")
+    (ats / "etc" / "remap.config").write_text(f"map / http://127.0.0.1:{PORTS['delay']}/\n")
+    # A cache span that is a file must exist at its size; sparse, it takes only what is stored.
+    with open(ats / "cache", "wb") as f:
+        f.truncate(4 << 30)
+    (ats / "etc" / "storage.config").write_text(f"{ats / 'cache'} 4G\n")
+    return ats / "etc"
+
+
 def start_systems(procs, work, fixtures, configs, groups, tls_ok):
     log(f"starting the origin, the delay relay, our tiers and the peers for: {', '.join(groups)}")
     procs.start("origin", [str(BIN / "origin-adapter"), "--config", str(configs["edge"])], PORTS["origin"])
@@ -342,16 +437,26 @@ def start_systems(procs, work, fixtures, configs, groups, tls_ok):
     (work / "varnish").mkdir(exist_ok=True)
     procs.start("varnish", ["varnishd", "-F", "-n", str(work / "varnish"), "-a", f"127.0.0.1:{PORTS['varnish']}",
                             "-b", f"127.0.0.1:{PORTS['delay']}", "-s", "malloc,2G", "-p", "thread_pools=2"], PORTS["varnish"])
+    # traffic_server alone, in the foreground (no traffic_manager); it reads records.config
+    # from the folder the environment names.
+    ats_etc = ats_config(work)
+    procs.start("ats", ["traffic_server"], PORTS["ats"], env=dict(os.environ, PROXY_CONFIG_CONFIG_DIR=str(ats_etc)))
 
 
 # system -> the listener its requests go to; `https` marks the TLS ones.
 TARGETS = {
-    "ours": "edge", "ours_disk": "edge_disk", "nginx": "nginx", "varnish": "varnish", "static": "static",
+    "ours": "edge", "ours_disk": "edge_disk", "nginx": "nginx", "varnish": "varnish", "ats": "ats", "static": "static",
     "auth_off": "edge_auth", "auth_on": "edge_auth",
     "ours_plain": "edge_tls", "ours_tls": "https edge_https", "nginx_tls": "https nginx_tls",
 }
 # The token auth_on sends (make_token).
 AUTH = {}
+# system -> the process (of Procs) whose tree serves it, whose CPU time is measured. Ours: the
+# edge alone, as hits never reach the shield. The peers: all their processes.
+SERVERS = {
+    "ours": "edge", "ours_disk": "edge_disk", "nginx": "nginx", "varnish": "varnish", "ats": "ats", "static": "nginx",
+    "ours_plain": "edge_tls", "ours_tls": "edge_tls", "nginx_tls": "nginx",
+}
 
 
 def url(system, path):
@@ -381,12 +486,16 @@ def wrk(target, seconds, script=None, env_extra=None, header=None):
     env = dict(os.environ, **client_env(target), **(env_extra or {}))
     out = subprocess.run(cmd + [target], capture_output=True, text=True, env=env, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    # "N requests in 8.00s, 1.13GB read": wrk's units are 1024-based; the bytes include
+    # the response headers.
+    requests, amount, prefix = re.search(r"(\d+) requests in \S+, ([\d.]+)([KMGTP]?)B read", out).groups()
+    read = float(amount) * 1024 ** " KMGTP".index(prefix or " ")
     unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
     lat = {p: float(v) * unit[u] for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise SystemExit(f"{target}: {errors.group(1)} error responses:\n{out}")
-    return {"rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99")}
+    return {"rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"), "requests": int(requests), "bytes": read}
 
 
 def warm(system, paths, parallel=32):
@@ -397,17 +506,40 @@ def warm(system, paths, parallel=32):
             list(pool.map(lambda p: http_get(url(system, p), headers=headers(system)), paths))
 
 
-def stream_mbps(target):
+def stream(target, size):
+    """One curl of the `size`-byte object: MB/s, and its size as the bytes served."""
     tls = ["--cacert", TLS["cert"], "--tlsv1.3", "--tls13-ciphers", TLS_SUITE] if target.startswith("https:") else []
     out = subprocess.run(["taskset", "-c", "1", "curl", "-s", "--http1.1", *tls, "-o", "/dev/null", "-w", "%{speed_download}", target],
                          capture_output=True, text=True, check=True, env=dict(os.environ, **client_env(target))).stdout
-    return float(out) / 1e6
+    return {"mbps": float(out) / 1e6, "bytes": size}
+
+
+def with_cpu(procs, system, measure):
+    """Runs `measure` (a wrk or stream result, with the bytes served) and adds the CPU time the
+    serving process tree spent meanwhile, per GB (10^9 bytes) served."""
+    pid = procs.procs[SERVERS[system]].pid
+    before = cpu_ns(pid)
+    r = measure()
+    r["cpu_s"] = cpu_seconds_since(pid, before)
+    r["cpu_s_per_gb"] = r["cpu_s"] / (r["bytes"] / 1e9) if r["bytes"] else None
+    return r
 
 
 def assert_hit(system, path):
     _, _, h = http_get(url(system, path), headers=headers(system))
     if system.startswith(("ours", "auth")) and not h.get("cache-status", "").startswith("edge-pop; hit"):
         raise SystemExit(f"{system} {path}: not a hit after warming: {h}")
+
+
+def assert_aged(system, paths):
+    """That `system` (a peer with no cache-status header) serves `paths` from its cache: once
+    they were stored over a second ago, a hit's Age is at least 1, while a response fetched
+    from the origin just now leaves with Age 0."""
+    time.sleep(1.1)
+    for path in paths:
+        _, _, h = http_get(url(system, path))
+        if int(h.get("age", 0)) < 1:
+            raise SystemExit(f"{system} {path}: not a hit after warming: {h}")
 
 
 def negotiated(system):
@@ -498,6 +630,9 @@ def main():
             for system in SYSTEMS:
                 warm(system, [p for _, p in sized] + ["/big.bin"] + keys + (disk if system != "ours" else []))
             warm("ours_disk", disk)
+            # What ATS stores depends on its records: one object of each kind must be a hit
+            # before it is measured.
+            assert_aged("ats", [p for _, p in sized] + ["/big.bin", keys[-1], disk[-1]])
         if "auth" in a.groups:
             try:
                 status = http_get(url("auth_off", "/auth/1k.bin"))[0]
@@ -518,7 +653,7 @@ def main():
                     results.setdefault("tls session", {})[system] = negotiated(system)
         for run in range(a.runs):
             if "main" in a.groups:
-                run_main(a, run, work, sized, add)
+                run_main(a, run, work, procs, sized, add)
             if "auth" in a.groups:
                 order = ["auth_off", "auth_on"] if run % 2 == 0 else ["auth_on", "auth_off"]
                 log(f"run {run + 1}/{a.runs}, auth, order {order}")
@@ -529,12 +664,12 @@ def main():
                 log(f"run {run + 1}/{a.runs}, tls, order {order}")
                 for label, path in sized:
                     for system in order:
-                        add(f"tls hit {label}", system, wrk(url(system, path), a.seconds))
+                        add(f"tls hit {label}", system, with_cpu(procs, system, lambda: wrk(url(system, path), a.seconds)))
                 for system in order:
-                    add(f"tls stream {a.stream_mib} MiB", system, {"mbps": stream_mbps(url(system, "/big.bin"))})
+                    add(f"tls stream {a.stream_mib} MiB", system, with_cpu(procs, system, lambda: stream(url(system, "/big.bin"), a.stream_mib << 20)))
         if "main" in a.groups:
-            for system, proc in (("ours", "edge"), ("nginx", "nginx"), ("varnish", "varnish")):
-                add("peak RSS", system, {"mib": peak_rss_kib(procs.procs[proc].pid) / 1024})
+            for system in SYSTEMS:
+                add("peak RSS", system, {"mib": peak_rss_kib(procs.procs[SERVERS[system]].pid) / 1024})
             add("peak RSS", "ours (shield)", {"mib": peak_rss_kib(procs.procs["shield"].pid) / 1024})
             results["restart"] = {"ours": [{"seconds": restart_to_ready(procs, work, configs, a.restart_objects)}]}
     finally:
@@ -543,20 +678,22 @@ def main():
     shutil.rmtree(work, ignore_errors=True)
 
 
-def run_main(a, run, work, sized, add):
-    """One run of the rows against NGINX and Varnish."""
+def run_main(a, run, work, procs, sized, add):
+    """One run of the rows against NGINX, Varnish and ATS."""
     order = SYSTEMS if run % 2 == 0 else list(reversed(SYSTEMS))
     log(f"run {run + 1}/{a.runs}, order {order}")
     for label, path in sized:
         for system in order:
-            add(f"hit {label}", system, wrk(url(system, path), a.seconds))
+            add(f"hit {label}", system, with_cpu(procs, system, lambda: wrk(url(system, path), a.seconds)))
     for system in order + ["static"]:
-        add(f"stream {a.stream_mib} MiB", system, {"mbps": stream_mbps(url(system, "/big.bin"))})
+        add(f"stream {a.stream_mib} MiB", system, with_cpu(procs, system, lambda: stream(url(system, "/big.bin"), a.stream_mib << 20)))
     for system in order:
-        add(f"{a.keys} keys of 4 KiB", system, wrk(url(system, "/"), a.seconds, "random_key.lua", {"KEYS": str(a.keys), "PREFIX": "/keys/"}))
+        add(f"{a.keys} keys of 4 KiB", system, with_cpu(procs, system, lambda: wrk(
+            url(system, "/"), a.seconds, "random_key.lua", {"KEYS": str(a.keys), "PREFIX": "/keys/"})))
     for system in order:
         target = "ours_disk" if system == "ours" else system
-        add("disk-tier hits 64 KiB", system, wrk(url(target, "/"), a.seconds, "random_key.lua", {"KEYS": str(a.disk_objects), "PREFIX": "/disk/"}))
+        add("disk-tier hits 64 KiB", system, with_cpu(procs, target, lambda: wrk(
+            url(target, "/"), a.seconds, "random_key.lua", {"KEYS": str(a.disk_objects), "PREFIX": "/disk/"})))
     for system in order:
         before = slow_requests(work)
         out = subprocess.run([sys.executable, str(HARNESS / "collapse.py"), url(system, f"/slow/ten.bin?run={run}-{system}"), str(a.waiters), str(10 << 20)],
@@ -587,15 +724,17 @@ def report(results, a, tls_ok):
     versions = {
         "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
         "varnish": subprocess.run(["varnishd", "-V"], capture_output=True, text=True).stderr.splitlines()[0],
+        "ats": "Apache Traffic Server " + re.search(r"Traffic Server ([\d.]+)", subprocess.run(
+            ["traffic_server", "-V"], capture_output=True, text=True).stdout).group(1),
         "wrk": "wrk " + subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1],
         "openssl": subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout.strip(),
     }
     cmd = "benches/run.sh" + (" --quick" if a.quick else f" --runs {a.runs}") + (f" --only {','.join(a.groups)}" if a.only else "")
     lines = [
-        "# Edge vs NGINX vs Varnish" if "main" in a.groups else "# Edge: auth and TLS",
+        "# Edge vs NGINX vs Varnish vs ATS" if "main" in a.groups else "# Edge: auth and TLS",
         "",
         f"Produced by `{cmd}` on {time.strftime('%Y-%m-%d')}. Machine: {os.cpu_count()} cores ({cpu}), {mem} GiB, "
-        f"Linux {platform.release()}; {versions['nginx']}, {versions['varnish']}, {versions['wrk']}, {versions['openssl']}.",
+        f"Linux {platform.release()}; {versions['nginx']}, {versions['varnish']}, {versions['ats']}, {versions['wrk']}, {versions['openssl']}.",
         "",
     ]
     if "main" in a.groups:
@@ -616,46 +755,61 @@ def report(results, a, tls_ok):
 
 def main_lines(results, a):
     lines = [
-        f"Medians of {a.runs} run(s); systems alternate run by run (ours, nginx, varnish, then reversed). "
+        f"Medians of {a.runs} run(s); systems alternate run by run (ours, nginx, varnish, ats, then reversed). "
         "Load: `wrk -t1 -c64` pinned to CPU 1 with `taskset`; every server runs 2 worker threads "
         "unpinned on both cores, so client and server share the machine. Each system sits in front "
         "of the same origin-adapter; ours is edge-pop → shield → origin, NGINX is proxy_cache with "
-        "proxy_cache_lock (tcp_nopush off), Varnish uses malloc storage. Ratios are ours / peer "
-        "(above 1 is better for throughput, below 1 better for latency and memory).",
+        "proxy_cache_lock (tcp_nopush off), Varnish uses malloc storage, ATS (traffic_server alone) "
+        "a 1 GiB RAM cache over a 4 GiB cache file, with read-while-writer and read retries on a "
+        "missed write lock. CPU s per GB: CPU time of the serving processes' threads (our "
+        "edge-pop alone, which serves hits without the shield; every process of each peer) during "
+        "the measurement, from the kernel's per-thread schedstat, per 10^9 bytes served (wrk's "
+        "bytes read, headers included; the object for the stream). "
+        "Ratios are ours / peer, and ours / the best of the peers on that row "
+        "(above 1 is better for throughput, below 1 better for latency, memory and CPU).",
         "",
-        "| scenario | metric | ours | nginx | varnish | ours/nginx | ours/varnish |",
-        "|---|---|---|---|---|---|---|",
+        "| scenario | metric | ours | nginx | varnish | ats | ours/nginx | ours/varnish | ours/ats | ours/best peer |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     def row(key, metric, field, fmt, better_high=True):
         got = results.get(key, {})
-        o, n, v = (med(got.get(s, []), field) for s in ("ours", "nginx", "varnish"))
+        m = {s: med(got.get(s, []), field) for s in SYSTEMS}
         cell = lambda x: "–" if x is None else fmt.format(x)
         ratio = lambda x, y: "–" if x is None or not y else f"{x / y:.2f}"
-        lines.append(f"| {key} | {metric} | {cell(o)} | {cell(n)} | {cell(v)} | {ratio(o, n)} | {ratio(o, v)} |")
+        measured = [s for s in PEERS if m[s] is not None]
+        best = (max if better_high else min)(measured, key=m.get) if measured else None
+        vs_best = f"{ratio(m['ours'], m[best])} ({best})" if best else "–"
+        lines.append(f"| {key} | {metric} | " + " | ".join(cell(m[s]) for s in SYSTEMS) + " | "
+                     + " | ".join(ratio(m["ours"], m[s]) for s in PEERS) + f" | {vs_best} |")
+    cpu_row = lambda key: row(key, "CPU s per GB", "cpu_s_per_gb", "{:.2f}", False)
     for key in [k for k in results if k.startswith("hit ")] + [f"{a.keys} keys of 4 KiB", "disk-tier hits 64 KiB"]:
         row(key, "req/s", "rps", "{:,.0f}")
         row(key, "p50 ms", "p50_ms", "{:.2f}", False)
         row(key, "p99 ms", "p99_ms", "{:.2f}", False)
+        cpu_row(key)
     skey = f"stream {a.stream_mib} MiB"
     row(skey, "MB/s (one curl)", "mbps", "{:,.0f}")
+    cpu_row(skey)
     static = med(results.get(skey, {}).get("static", []), "mbps")
+    static_cpu = med(results.get(skey, {}).get("static", []), "cpu_s_per_gb")
     ckey = f"collapse {a.waiters} x 10 MiB"
     row(ckey, "origin GETs", "origin_gets", "{:.0f}", False)
     row(ckey, "waiters' TTFB median ms", "ttfb_median_ms", "{:.0f}", False)
     row(ckey, "waiters' TTFB p99 ms", "ttfb_p99_ms", "{:.0f}", False)
     row(ckey, "complete bodies", "complete", "{:.0f}")
-    row("peak RSS", "MiB (edge / master+workers / all varnishd)", "mib", "{:.0f}", False)
+    row("peak RSS", "MiB (edge / master+workers / all varnishd / traffic_server)", "mib", "{:.0f}", False)
     shield = med(results.get("peak RSS", {}).get("ours (shield)", []), "mib")
     restart = results["restart"]["ours"][0]["seconds"]
     ours_stream = med(results.get(skey, {}).get("ours", []), "mbps")
     lines += [
         "",
-        f"- Static-file ceiling (nginx serving the file from disk, one curl): {static:,.0f} MB/s; "
-        f"ours reaches {ours_stream / static:.0%} of it." if static and ours_stream else "",
+        f"- Static-file ceiling (nginx serving the file from disk, one curl): {static:,.0f} MB/s "
+        f"({static_cpu:.2f} CPU s per GB); ours reaches {ours_stream / static:.0%} of it." if static and ours_stream else "",
         f"- Our shield's peak RSS: {shield:.0f} MiB." if shield else "",
         f"- Our restart-to-ready (`/readyz` 200) with {a.restart_objects:,} objects on disk: {restart * 1000:.0f} ms.",
         "- Disk-tier hits: our edge here has a 16 MiB memory tier in front of its disk, so most hits "
-        "come from disk segments; NGINX serves from its cache files (page cache), Varnish from RAM.",
+        "come from disk segments; NGINX serves from its cache files (page cache), Varnish from RAM, "
+        "ATS from its RAM cache (the objects fit in it).",
         "",
     ]
     return lines
@@ -669,7 +823,7 @@ def auth_tls_lines(results, a, tls_ok):
         f"Medians of {a.runs} run(s), with the spread (min–max) in parentheses; the systems of each "
         "table alternate run by run (in order, then reversed). Load: `wrk -t1 -c64` pinned to CPU 1 "
         "with `taskset`; the servers run 2 threads unpinned on both cores. Ratios above 1 are better "
-        "for req/s and MB/s, below 1 for latency.",
+        "for req/s and MB/s, below 1 for latency and CPU.",
         "",
     ]
     if "auth" in a.groups:
@@ -698,7 +852,10 @@ def auth_tls_lines(results, a, tls_ok):
             f"offer only these). Negotiated: ours {sessions.get('ours_tls', 'not measured')}; "
             f"NGINX {sessions.get('nginx_tls', '?')}. HTTP/1.1 on every connection (wrk sends no "
             "ALPN, curl is told `--http1.1`); wrk keeps its 64 connections, so handshakes do not "
-            "count. NGINX over TLS encrypts in user space (no kTLS), so `sendfile` does not apply.",
+            "count. NGINX over TLS encrypts in user space (no kTLS), so `sendfile` does not apply. "
+            "CPU s per GB: CPU time of our edge-pop (its TLS and plain listeners are one process) and "
+            "of all NGINX's processes (one NGINX serves both) during the measurement, per 10^9 bytes "
+            "served (wrk's bytes read, headers included; the object for the stream).",
             "",
         ]
         if not tls_ok:
@@ -707,9 +864,10 @@ def auth_tls_lines(results, a, tls_ok):
             "| scenario | metric | ours TLS | NGINX TLS | ours/NGINX TLS | ours plain | NGINX plain | ours TLS/plain | NGINX TLS/plain |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
+        cpu = ("CPU s per GB", "cpu_s_per_gb", "{:.2f}")
         rows = [(f"tls hit {label}", m, f, fmt) for label in ("1 KiB", "100 KiB", "1 MiB")
-                for m, f, fmt in (("req/s", "rps", "{:,.0f}"), ("p50 ms", "p50_ms", "{:.2f}"), ("p99 ms", "p99_ms", "{:.2f}"))]
-        rows.append((f"tls stream {a.stream_mib} MiB", "MB/s (one curl)", "mbps", "{:,.0f}"))
+                for m, f, fmt in (("req/s", "rps", "{:,.0f}"), ("p50 ms", "p50_ms", "{:.2f}"), ("p99 ms", "p99_ms", "{:.2f}"), cpu)]
+        rows += [(f"tls stream {a.stream_mib} MiB", "MB/s (one curl)", "mbps", "{:,.0f}"), (f"tls stream {a.stream_mib} MiB", *cpu)]
         for key, metric, field, fmt in rows:
             got = results.get(key, {})
             v = {s: got.get(s, []) for s in ("ours_tls", "nginx_tls", "ours_plain", "nginx")}

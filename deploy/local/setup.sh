@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building the workspace needs beyond the Rust toolchain: cmake (libz-ng-sys,
 # under pingora) and a C compiler; with --tests also promtool (Debian's prometheus package),
-# and the package clients the tests drive: skopeo (Docker/OCI pulls) and npm (with node); with --bench also nginx, varnish, wrk and openssl (the HTTPS rows'
-# certificate), which benches/run.sh runs.
+# and the package clients the tests drive: skopeo (Docker/OCI pulls) and npm (with node); with --bench also nginx, varnish, Apache Traffic Server, wrk,
+# openssl (the HTTPS rows' certificate) and perf (profiles under load), which benches/run.sh runs.
 # Safe to run again; does nothing when all is present.
 set -euo pipefail
 
@@ -20,6 +20,8 @@ case ${1:-} in
     --bench)
         command -v nginx >/dev/null || missing+=(nginx)
         command -v varnishd >/dev/null || missing+=(varnish)
+        command -v traffic_server >/dev/null || missing+=(trafficserver)
+        command -v perf >/dev/null || missing+=(linux-perf)
         command -v wrk >/dev/null || missing+=(wrk)
         command -v taskset >/dev/null || missing+=(util-linux)
         command -v openssl >/dev/null || missing+=(openssl)
