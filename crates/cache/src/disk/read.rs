@@ -187,7 +187,7 @@ impl DiskTier {
         let end = (start + blocks * block_size).min(body.len);
         let data = body
             .segment
-            .read(body.body_offset + start, (end - start) as usize)?;
+            .window(body.body_offset + start, (end - start) as usize)?;
         for (i, block) in data.chunks(format::BLOCK).enumerate() {
             let crc = body
                 .crcs
@@ -205,7 +205,7 @@ impl DiskTier {
                 ));
             }
         }
-        Ok((Bytes::from(data), start))
+        Ok((data, start))
     }
 }
 
