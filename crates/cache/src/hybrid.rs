@@ -145,6 +145,11 @@ impl Hybrid {
         }
     }
 
+    /// The finished object of `key` in the memory tier, if it is there (counted as a use).
+    pub fn in_memory(&self, key: &HashBinary) -> Option<Arc<Object>> {
+        self.memory.as_ref()?.get(key)
+    }
+
     /// Whether either tier holds `key` now, by what is known without reading the disk.
     pub fn holds(&self, key: &HashBinary) -> bool {
         self.memory.as_ref().is_some_and(|m| m.contains(key))

@@ -37,5 +37,6 @@ pub use disk::{DiskTier, DiskUsage};
 pub use hybrid::Usage;
 pub use lock::CollapseLock;
 pub use memory::MemoryTier;
-pub use meta::SerializedMeta;
+pub use meta::{Fresh, SerializedMeta};
+pub use object::Object;
 pub use storage::HybridStorage;

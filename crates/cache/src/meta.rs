@@ -52,6 +52,15 @@ impl Parsed {
     }
 }
 
+/// A stored copy that may be served as it is (`Meta::fresh_for_all`).
+#[derive(Debug)]
+pub struct Fresh<'a> {
+    pub header: &'a ResponseHeader,
+    /// Seconds since the copy was stored or last revalidated (the `Age` it is sent with).
+    pub age: u64,
+    pub fresh_until: SystemTime,
+}
+
 /// A meta, serialized and parsed.
 #[derive(Clone, Debug)]
 pub struct Meta {
@@ -77,6 +86,20 @@ impl Meta {
 
     pub fn serialized(&self) -> &SerializedMeta {
         &self.serialized
+    }
+
+    /// What a hit answered without pingora-cache needs, when the copy may be served as it is
+    /// at `now`: fresh (pingora's test: `fresh_until` not passed) and the one copy for every
+    /// request (no `Vary`, not a variant). `None` sends the request the whole way.
+    pub fn fresh_for_all(&self, now: SystemTime) -> Option<Fresh<'_>> {
+        let p = &self.parsed;
+        let plain = p.variance.is_none() && !p.header.headers.contains_key(http::header::VARY);
+        (plain && p.fresh_until >= now).then(|| Fresh {
+            header: &p.header,
+            // pingora's `CacheMeta::age`: whole seconds since the epoch of the copy.
+            age: now.duration_since(p.epoch).unwrap_or_default().as_secs(),
+            fresh_until: p.fresh_until,
+        })
     }
 
     /// Pingora's form again, for a hit: its freshness, creation time (and so provenance: the
@@ -140,6 +163,29 @@ mod tests {
             assert_eq!(rebuilt.fresh_until(), original.fresh_until());
             assert_eq!(rebuilt.stale_if_error_sec(), 7);
             assert_eq!(rebuilt.headers().get("vary").unwrap(), "accept-encoding");
+        }
+    }
+
+    /// What a hit answered before pingora-cache may use: a fresh copy that stands for every
+    /// request, with its age in whole seconds since its epoch; never a stale one or a variant.
+    #[test]
+    fn only_a_fresh_plain_copy_is_served_as_it_is() {
+        let now = SystemTime::now();
+        let stored = now - Duration::from_secs(30);
+        let plain = |fresh_until| {
+            let header = ResponseHeader::build(200, None).unwrap();
+            Meta::of(&CacheMeta::new(fresh_until, stored, 0, 0, header)).unwrap()
+        };
+        let fresh = plain(now + Duration::from_secs(60));
+        let got = fresh.fresh_for_all(now).expect("fresh and plain");
+        assert_eq!(got.age, 30);
+        assert_eq!(got.fresh_until, now + Duration::from_secs(60));
+        assert!(plain(now - Duration::from_secs(1))
+            .fresh_for_all(now)
+            .is_none());
+        for variance in [None, Some([7u8; 16])] {
+            let varies = Meta::of(&meta(variance)).unwrap();
+            assert!(varies.fresh_for_all(now).is_none(), "{variance:?}");
         }
     }
 

@@ -42,8 +42,18 @@ impl Object {
         }
     }
 
+    /// The copy's header and age, when it may be served as it is at `now` (see
+    /// `Meta::fresh_for_all`).
+    pub fn fresh_for_all(&self, now: std::time::SystemTime) -> Option<crate::Fresh<'_>> {
+        self.meta.fresh_for_all(now)
+    }
+
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     pub fn body(&self) -> &[Bytes] {

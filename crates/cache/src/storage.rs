@@ -16,6 +16,7 @@ use crate::hybrid::Usage;
 use crate::memory::MemoryTier;
 use crate::meta::Meta;
 use crate::miss::MissWriter;
+use crate::object::Object;
 use async_trait::async_trait;
 use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::storage::{HitHandler, MissHandler, PurgeOutcome, PurgeTarget};
@@ -77,6 +78,16 @@ impl HybridStorage {
                 }
                 list
             });
+    }
+
+    /// The finished object of `key` (a combined hash) in the memory tier, unless a fill of the
+    /// key is running (a lookup would hand out the fill): what a hit answered before
+    /// pingora-cache reads.
+    pub fn in_memory(&self, key: &HashBinary) -> Option<Arc<Object>> {
+        if self.fills.any() && self.fills.newest(key).is_some() {
+            return None;
+        }
+        self.hybrid.in_memory(key)
     }
 
     /// Whether a fill of `key` is running, or the object is stored: something a lookup that

@@ -28,6 +28,7 @@ mod cacheability;
 mod outcome;
 mod packages;
 mod phases;
+mod quick;
 mod respond;
 mod slices;
 mod storage;

@@ -5,6 +5,7 @@ use crate::admission::{self, Admitted, Gate, Open, Pass, TierTrust};
 use crate::cacheability;
 use crate::outcome;
 use crate::packages::{self, Integrity, TarballUrls};
+use crate::quick;
 use crate::respond::{self, Headers};
 use crate::slices::{self, Assembler};
 use crate::upstream::{HealthChecks, Order, Upstreams};
@@ -16,7 +17,7 @@ use cdn_http::slice::{self, Slice};
 use cdn_observe::access::Access;
 use cdn_observe::decorate::UpstreamEntries;
 use cdn_observe::{cache_status, request_id, server_timing};
-use cdn_observe::{Decoration, Metrics, Outcome, Tier, UpstreamResult};
+use cdn_observe::{CacheUse, Decoration, Metrics, Outcome, Tier, UpstreamResult};
 use pingora::cache::key::{CacheHashKey, HashBinary};
 use pingora::cache::lock::CacheKeyLockImpl;
 use pingora::cache::{
@@ -123,6 +124,55 @@ impl TierProxy {
     }
 
     /// How the route of this request names things, for the form of this tier's own answers.
+    /// Answers a fresh memory-tier copy now, before pingora-cache, when the request and the
+    /// copy are plain enough (`quick`); whether it did. Everything pingora-cache's hit path
+    /// would run for it runs here too: this tier's `response_filter`, the downstream modules
+    /// (through the session's writes), the access log and metrics (`logging`).
+    async fn answer_from_memory(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let Some(admitted) = ctx.admitted.as_ref() else {
+            return Ok(false);
+        };
+        let eligible = admitted.policy.cacheable
+            && admitted.policy.slice.is_none()
+            && ctx.slice.is_none()
+            && !ctx.authorization
+            && quick::plain_request(session.req_header());
+        if !eligible {
+            return Ok(false);
+        }
+        let key = ctx.key_of(admitted).combined_bin();
+        let Some(hit) = quick::lookup(self.storage, &key) else {
+            return Ok(false);
+        };
+        if packages::points_tarballs(self.tier, admitted, hit.header.status.as_u16()) {
+            // Its body is rewritten on the way out (`response_body_filter`).
+            return Ok(false);
+        }
+        ctx.quick = true;
+        ctx.looked_up = true;
+        ctx.outcome = Outcome {
+            cache: CacheUse::Hit,
+            fresh_until: Some(hit.fresh_until),
+            ..Outcome::default()
+        };
+        let mut header = hit.header;
+        self.response_filter(session, &mut header, ctx).await?;
+        let header_only = session.req_header().method == http::Method::HEAD;
+        session
+            .write_response_header(header, header_only)
+            .await
+            .map_err(|e| e.into_down())?;
+        if !header_only {
+            for (piece, last) in quick::pieces(&hit.object) {
+                session
+                    .write_response_body(Some(piece), last)
+                    .await
+                    .map_err(|e| e.into_down())?;
+            }
+        }
+        Ok(true)
+    }
+
     fn naming(&self, session: &Session, ctx: &Ctx) -> cdn_config::Naming {
         match &ctx.admitted {
             Some(admitted) => admitted.policy.naming,
@@ -178,6 +228,9 @@ pub struct Ctx {
     integrity: Option<Integrity>,
     /// The packument's tarball URLs being pointed at the client's host (edge).
     tarball_urls: Option<TarballUrls>,
+    /// Answered from the memory tier before pingora-cache (`quick`): the outcome is set, not
+    /// read off pingora-cache's phase.
+    quick: bool,
 }
 
 impl Ctx {
@@ -215,6 +268,7 @@ impl ProxyHttp for TierProxy {
             upstream_method: None,
             integrity: None,
             tarball_urls: None,
+            quick: false,
         }
     }
 
@@ -319,7 +373,7 @@ impl ProxyHttp for TierProxy {
                             respond::error(session, &busy, naming, &self.decoration(ctx)).await?;
                         Ok(true)
                     }
-                    _ => Ok(false),
+                    _ => self.answer_from_memory(session, ctx).await,
                 }
             }
             Err(refused) => {
@@ -657,7 +711,9 @@ impl ProxyHttp for TierProxy {
         if resp.status.is_informational() {
             return Ok(());
         }
-        outcome::settle(session, &mut ctx.outcome, ctx.looked_up);
+        if !ctx.quick {
+            outcome::settle(session, &mut ctx.outcome, ctx.looked_up);
+        }
         if self.tier == Tier::Edge {
             // Aimed at the CDN's tiers (RFC 9213): clients never see it.
             resp.remove_header(cacheability::CDN_CACHE_CONTROL);
@@ -756,7 +812,9 @@ impl ProxyHttp for TierProxy {
             return;
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        outcome::settle(session, &mut ctx.outcome, ctx.looked_up);
+        if !ctx.quick {
+            outcome::settle(session, &mut ctx.outcome, ctx.looked_up);
+        }
         let req = session.req_header();
         Access {
             tier: self.tier,
