@@ -5,13 +5,13 @@
 #![allow(unsafe_code)]
 
 use bytes::Bytes;
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapOptions};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -129,35 +129,36 @@ impl Segment {
         self.allocated.store(bytes, Ordering::Relaxed);
     }
 
-    /// The `len` bytes at `offset` as shared bytes over the segment's map, not copied: a
-    /// committed large entry's body, sent to clients straight from the page cache. A large
-    /// segment is mapped at its first such read (its file is whole and never grows once the
-    /// entry is committed; a meta rewrite stays inside the header's room). Blocks: the pages
-    /// are faulted in as they are first touched.
-    pub fn window(self: &Arc<Self>, offset: u64, len: usize) -> io::Result<Bytes> {
-        if self.map.get().is_none() {
-            self.map_now()?;
+    /// The `len` bytes at `offset`, mapped rather than copied: a committed large entry's body
+    /// goes to the client straight from the page cache. Each window is a mapping of its own,
+    /// populated at once (no page faults one by one) and unmapped when the bytes are dropped,
+    /// so a big object streaming through does not stay in the process's resident memory.
+    /// Blocks: populating may read from the disk.
+    pub fn window(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        let file_len = self.file.metadata()?.len();
+        if offset
+            .checked_add(len as u64)
+            .is_none_or(|end| end > file_len)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past the end of the segment",
+            ));
         }
-        let map_len = self.mapped().len();
-        let start = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let end = start
-            .checked_add(len)
-            .filter(|&e| e <= map_len)
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "read past the end of the segment",
-                )
-            })?;
-        Ok(Bytes::from_owner(Window {
-            segment: self.clone(),
-            start,
-            end,
-        }))
+        // SAFETY: as for `map_now`; a committed large entry's file is whole and never written
+        // again but for its meta slots, outside any body window.
+        let map = unsafe {
+            MmapOptions::new()
+                .offset(offset)
+                .len(len)
+                .populate()
+                .map(&self.file)?
+        };
+        Ok(Bytes::from_owner(map))
     }
 
-    /// Copies `len` bytes at `offset` out of the segment. Blocks. Mapped segments are read
-    /// through the map; a large one not mapped yet (an entry still being written) with `pread`.
+    /// Copies `len` bytes at `offset` out of the segment. Blocks. Small segments are read
+    /// through the map; large ones with `pread`.
     pub fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         let start = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
         if let Some(map) = self.map.get() {
@@ -196,8 +197,7 @@ impl Segment {
         Ok(buf)
     }
 
-    /// A segment's mapped bytes (every small segment; a large one once its body was read), for
-    /// scanning at start-up and at eviction.
+    /// A small segment's mapped bytes, for scanning at start-up and at eviction.
     pub fn mapped(&self) -> &[u8] {
         self.map.get().map_or(&[], |m| &m[..])
     }
@@ -221,18 +221,5 @@ impl Segment {
             allocated: AtomicU64::new(self.allocated()),
             write_pos: AtomicU64::new(self.write_pos.load(Ordering::Relaxed)),
         })
-    }
-}
-
-/// Part of a mapped segment, kept mapped (and its file open) while the bytes are in use.
-struct Window {
-    segment: Arc<Segment>,
-    start: usize,
-    end: usize,
-}
-
-impl AsRef<[u8]> for Window {
-    fn as_ref(&self) -> &[u8] {
-        &self.segment.mapped()[self.start..self.end]
     }
 }
