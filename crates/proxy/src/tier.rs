@@ -23,6 +23,8 @@ use cdn_cache::HybridStorage;
 use cdn_config::{Config, Listen, ProxyConfig, Routes};
 use cdn_http::Secret;
 use cdn_observe::{Metrics, Tier};
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
 use pingora::server::{Fds, ListenFds, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -32,6 +34,10 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::IntoRawFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+
+/// Bytes the TLS listener's sockets buffer before a write: one full TLS record plus its
+/// overhead, so a small response's records leave in one send.
+const TLS_WRITE_BUFFER: usize = 16 * 1024 + 512;
 
 /// Why a tier could not start.
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +160,16 @@ impl ProxyTier {
             pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, tier.name());
         service.add_tcp(&listen.traffic.to_string());
         if let (Some(addr), Some((_, tls))) = (listen.tls, &tls) {
-            service.add_tls_with_settings(&addr.to_string(), None, tls.settings());
+            // rustls writes each record it seals straight through: with Pingora's default
+            // one-MSS write buffer a small response's header and body records go out in two
+            // `sendto`s (two packets). A buffer of one full record takes both, sent at the
+            // response's flush (benches/README.md, the TLS profile).
+            let buffers = L4BufferSettings::default().write(TLS_WRITE_BUFFER);
+            service.add_listener(
+                ListenerConfig::tcp(addr.to_string())
+                    .tls(tls.settings())
+                    .l4_buffer(buffers),
+            );
         }
         server.add_service(PreBound {
             inner: service,
