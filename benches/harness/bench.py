@@ -222,7 +222,9 @@ def our_config(work, fixtures, auth_key=None, tls=True):
         f"shield:\n  listen: 127.0.0.1:{PORTS['shield']}\n  admin: 127.0.0.1:{PORTS['shield_admin']}\n"
         f"  origin: 127.0.0.1:{PORTS['delay']}\n" + common + cache("shield", "1GiB")
     )
-    routes = "routes:\n  - prefix: /\n    ttl: 1h\n"
+    # The whole query is in the key, as in the peers' default keys: the collapse row asks for
+    # `/slow/ten.bin?run=<run>-<system>` so that each run is a miss everywhere.
+    routes = "routes:\n  - prefix: /\n    ttl: 1h\n    query: keep\n"
     logging = "logging:\n  format: text\n"
     base = tiers + routes + logging
     configs = {}
