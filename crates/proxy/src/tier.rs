@@ -35,6 +35,19 @@ use std::os::fd::IntoRawFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+/// Bytes a client connection may hold in the kernel not yet sent (`TCP_NOTSENT_LOWAT`, which
+/// the accepted sockets take from their listener). Without a bound, each stalled client pins
+/// as much of a response as the send buffer's autotuning allows (about 240 KiB each on
+/// loopback); ten thousand of them took the host's TCP memory past its limit, and the kernel
+/// then reset healthy connections as they closed. Data in flight to a client that reads is
+/// not counted, so fast clients are not slowed by it.
+const UNSENT_PER_CONNECTION: u32 = 64 * 1024;
+
+/// Bounds the unsent bytes of every connection `listener` accepts.
+fn bound_unsent(listener: &TcpListener) -> std::io::Result<()> {
+    socket2::SockRef::from(listener).set_tcp_notsent_lowat(UNSENT_PER_CONNECTION)
+}
+
 /// Bytes the TLS listener's sockets buffer before a write: one full TLS record plus its
 /// overhead, so a small response's records leave in one send.
 const TLS_WRITE_BUFFER: usize = 16 * 1024 + 512;
@@ -123,6 +136,12 @@ impl ProxyTier {
         };
         let traffic = bind(settings.listen.traffic)?;
         let secure = tls.as_ref().map(|(addr, _)| bind(*addr)).transpose()?;
+        for listener in std::iter::once(&traffic).chain(&secure) {
+            bound_unsent(listener).map_err(|source| StartError::Listen {
+                addr: listener.local_addr().unwrap_or(settings.listen.traffic),
+                source,
+            })?;
+        }
         let admin = settings.listen.admin.map(bind).transpose()?;
         let local = |l: &TcpListener| l.local_addr().expect("a bound listener");
         let listen = Listen {
