@@ -95,7 +95,7 @@ impl Origin {
 
     /// The answer to the shield's health probe, if `req` is one (see `cdn_http::trust`).
     pub fn probe<B>(&self, req: &Request<B>) -> Option<Response<Body>> {
-        if req.uri().path() != cdn_http::trust::HEALTH_PATH {
+        if req.uri().path() != cdn_http::trust::HEALTH_PATH || framing_refused(req).is_err() {
             return None;
         }
         if !self.trusted(req) {
@@ -113,6 +113,7 @@ impl Origin {
     }
 
     async fn respond<B>(&self, req: &Request<B>) -> Result<Response<Body>, HttpError> {
+        framing_refused(req)?;
         if !self.trusted(req) {
             return Err(HttpError::Forbidden { challenge: None });
         }
@@ -522,6 +523,13 @@ pub(crate) fn document<B>(
 }
 
 /// The response for a request the adapter will not or cannot serve.
+/// Refuses a GET or HEAD that carries a body, before anything else (`cdn_http::framing`); its
+/// answer closes the connection, so the body is never read as a request.
+fn framing_refused<B>(req: &Request<B>) -> Result<(), HttpError> {
+    let body_empty = !cdn_http::framing::h1_body_follows(req.headers());
+    cdn_http::framing::check(req.method(), body_empty)
+}
+
 pub(crate) fn error_response(e: &HttpError) -> Response<Body> {
     let body = e.body();
     let mut resp = Response::builder()

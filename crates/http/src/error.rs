@@ -19,6 +19,10 @@ pub enum HttpError {
     /// The HTTP layer could not read the request.
     #[error("request could not be read")]
     Unreadable,
+    /// A GET or HEAD that carries a body (`cdn_http::framing`): refused, and the connection
+    /// closed, since whatever follows the head cannot be told apart from the next request.
+    #[error("a GET or HEAD request carries a body")]
+    BodyOnRead,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("no route covers this path")]
@@ -59,7 +63,7 @@ pub enum HttpError {
 impl HttpError {
     pub fn status(&self) -> u16 {
         match self {
-            HttpError::BadRequest(_) | HttpError::Unreadable => 400,
+            HttpError::BadRequest(_) | HttpError::Unreadable | HttpError::BodyOnRead => 400,
             HttpError::UriTooLong => 414,
             HttpError::Unauthorized { .. } => 401,
             HttpError::Forbidden { .. } => 403,
@@ -83,6 +87,7 @@ impl HttpError {
             HttpError::BadRequest(why) => return format!("bad request: {why}\n"),
             HttpError::UriTooLong => "request target too long",
             HttpError::Unreadable => "bad request",
+            HttpError::BodyOnRead => "bad request: a GET or HEAD request carries no body",
             HttpError::MethodNotAllowed => "method not allowed",
             HttpError::NoRoute | HttpError::NotFound => "not found",
             HttpError::Unauthorized { .. } => "valid credentials are required for this path",
@@ -107,6 +112,7 @@ impl HttpError {
         ];
         match self {
             HttpError::MethodNotAllowed => headers.push(("allow", "GET, HEAD".to_owned())),
+            HttpError::BodyOnRead => headers.push(("connection", "close".to_owned())),
             HttpError::Unauthorized { challenge } => {
                 headers.push(("www-authenticate", challenge.clone()))
             }
@@ -122,6 +128,12 @@ impl HttpError {
             _ => {}
         }
         headers
+    }
+
+    /// Whether the connection must close after this answer: the rest of the request was not
+    /// read, so nothing after it can be taken for a request.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, HttpError::BodyOnRead)
     }
 
     /// Whether this is the server side's fault (worth a warning in the log).
@@ -146,8 +158,13 @@ mod tests {
 
     #[test]
     fn status_body_and_headers_go_together() {
-        let cases: [(HttpError, u16, &str); 15] = [
+        let cases: [(HttpError, u16, &str); 16] = [
             (HttpError::Unreadable, 400, "bad request\n"),
+            (
+                HttpError::BodyOnRead,
+                400,
+                "bad request: a GET or HEAD request carries no body\n",
+            ),
             (
                 HttpError::UpstreamStatus(503),
                 503,
@@ -210,6 +227,12 @@ mod tests {
             [("allow", "GET, HEAD".to_owned())]
         );
         assert!(extra(HttpError::NotFound).is_empty());
+        assert_eq!(
+            extra(HttpError::BodyOnRead),
+            [("connection", "close".to_owned())]
+        );
+        assert!(HttpError::BodyOnRead.closes_connection());
+        assert!(!HttpError::BadRequest("dot segment in path").closes_connection());
         assert_eq!(
             extra(HttpError::Unauthorized {
                 challenge: "Basic realm=\"cdn\"".into()

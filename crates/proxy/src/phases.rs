@@ -123,7 +123,6 @@ impl TierProxy {
         HealthChecks::new(self.upstreams.clone(), interval, secret)
     }
 
-    /// How the route of this request names things, for the form of this tier's own answers.
     /// Answers a fresh memory-tier copy now, before pingora-cache, when the request and the
     /// copy are plain enough (`quick`); whether it did. Everything pingora-cache's hit path
     /// would run for it runs here too: this tier's `response_filter`, the downstream modules
@@ -173,6 +172,20 @@ impl TierProxy {
         Ok(true)
     }
 
+    /// Answers this request with `error` (this tier's own answer, in the form its route's
+    /// naming calls for); the request was handled.
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        error: &cdn_http::HttpError,
+    ) -> Result<bool> {
+        let naming = self.naming(session, ctx);
+        ctx.cache_status = respond::error(session, error, naming, &self.decoration(ctx)).await?;
+        Ok(true)
+    }
+
+    /// How the route of this request names things, for the form of this tier's own answers.
     fn naming(&self, session: &Session, ctx: &Ctx) -> cdn_config::Naming {
         match &ctx.admitted {
             Some(admitted) => admitted.policy.naming,
@@ -296,15 +309,21 @@ impl ProxyHttp for TierProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        for name in cacheability::connection_listed(&session.req_header().headers) {
-            session.req_header_mut().remove_header(name.as_str());
-        }
         let incoming = session
             .req_header()
             .headers
             .get(request_id::HEADER)
             .map(|v| v.as_bytes());
         ctx.request_id = request_id::pick(incoming, self.trust_request_id);
+        // Before anything else: a read that carries a body is refused and its connection
+        // closed, so no body is forwarded or left unread while a fill goes on.
+        let body_empty = session.as_downstream_mut().is_body_empty();
+        if let Err(refused) = cdn_http::framing::check(&session.req_header().method, body_empty) {
+            return self.refuse(session, ctx, &refused).await;
+        }
+        for name in cacheability::connection_listed(&session.req_header().headers) {
+            session.req_header_mut().remove_header(name.as_str());
+        }
         let client = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -368,20 +387,12 @@ impl ProxyHttp for TierProxy {
                     }
                     _ if self.too_many_waiters(ctx) => {
                         let busy = cdn_http::HttpError::Unavailable { retry_after: 1 };
-                        let naming = self.naming(session, ctx);
-                        ctx.cache_status =
-                            respond::error(session, &busy, naming, &self.decoration(ctx)).await?;
-                        Ok(true)
+                        self.refuse(session, ctx, &busy).await
                     }
                     _ => self.answer_from_memory(session, ctx).await,
                 }
             }
-            Err(refused) => {
-                let naming = admission::naming_of(session.req_header(), &self.routes);
-                ctx.cache_status =
-                    respond::error(session, &refused, naming, &self.decoration(ctx)).await?;
-                Ok(true)
-            }
+            Err(refused) => self.refuse(session, ctx, &refused).await,
         }
     }
 

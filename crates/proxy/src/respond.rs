@@ -91,8 +91,16 @@ pub async fn error(
     decoration: &Decoration<'_>,
 ) -> Result<Option<String>> {
     let mut resp = ResponseHeader::build(error.status(), Some(8))?;
+    let h2 = session.req_header().version == http::Version::HTTP_2;
     for (name, value) in error.headers() {
+        if h2 && name == "connection" {
+            // HTTP/2 has no connection fields; the stream ends with this answer.
+            continue;
+        }
         resp.insert_header(name, value)?;
+    }
+    if error.closes_connection() {
+        session.set_keepalive(None);
     }
     let body = match packages::own_error(naming, error.status()) {
         Some((body, fields)) => {
