@@ -9,6 +9,7 @@
 //! Nothing here sleeps to synchronise: waits poll a condition with a deadline
 //! (`TESTKIT_PATIENCE_SECS` scales it for slow machines).
 
+pub mod h2;
 pub mod packages;
 mod s3;
 pub mod scripted;
