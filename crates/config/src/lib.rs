@@ -10,6 +10,7 @@
 
 pub mod cli;
 mod error;
+mod key_spaces;
 mod raw;
 mod units;
 mod validate;

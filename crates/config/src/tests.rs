@@ -353,11 +353,46 @@ fn route_caching_rules() {
     );
 }
 
+/// Regression: a catch-all over the bucket's root read the registry layout of an `auth` route
+/// by its key paths, with no credential.
+#[test]
+fn routes_whose_keys_meet_are_refused_naming_both() {
+    let registry = "  - prefix: /v2/\n    ttl: 1m\n    auth: true\n    scope: oci\n    source:\n      prefix: registry\n";
+    let public = GOOD.replacen("    auth: true\n", "", 1);
+    let text = public.replacen("  - prefix: /\n", &format!("{registry}  - prefix: /\n"), 1);
+    let err = Config::parse(Path::new("/etc/cdn/config.yaml"), &text).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("routes[2].prefix"), "{err}");
+    assert_eq!(err.position.map(|p| p.0), Some(26), "{err}");
+    for part in [
+        "route \"/\"",
+        "route \"/v2/\"",
+        "\"/registry/\"",
+        "\"registry/\"",
+    ] {
+        assert!(err.message.contains(part), "{part} in {err}");
+    }
+    // A source of its own for the catch-all keeps them apart.
+    let apart = text.replacen(
+        "  - prefix: /\n    ttl: 1h\n",
+        "  - prefix: /\n    ttl: 1h\n    source:\n      prefix: files\n",
+        1,
+    );
+    Config::parse(Path::new("/etc/cdn/config.yaml"), &apart).unwrap_or_else(|e| panic!("{e}"));
+    // A package route over the whole bucket meets every other route.
+    check(
+        "  - prefix: /npm/\n    ttl: 5m\n",
+        "  - prefix: /npm/\n    ttl: 5m\n    scope: npm\n",
+        21,
+        "routes[1].prefix",
+        "can read what route \"/npm/\" (routes[0]) serves: its path \"/\" reaches every key",
+    );
+}
+
 #[test]
 fn auth_trust_and_rate_limits() {
     let text = GOOD.replacen(
         "  - prefix: /\n",
-        "  - prefix: /v2/\n    ttl: 1m\n    auth: true\n    scope: oci\n    rate_limit:\n      per_client_ip: 50/s\n      per_credential: 6000/m\n  - prefix: /_cdn/\n    ttl: 1s\n    cache: false\n  - prefix: /\n",
+        "  - prefix: /v2/\n    ttl: 1m\n    auth: true\n    scope: oci\n    source:\n      prefix: v2\n    rate_limit:\n      per_client_ip: 50/s\n      per_credential: 6000/m\n  - prefix: /_cdn/\n    ttl: 1s\n    cache: false\n  - prefix: /\n",
         1,
     ) + "  api_keys:\n    document: /_cdn/entitlements.json\n    ttl: 2m\ntrust:\n  edge_to_shield: secrets/e.key\n  shield_to_origin: /run/s.key\n";
     let c =
@@ -445,6 +480,11 @@ fn package_routes_name_their_source() {
         .replacen(
             "  - prefix: /npm/\n    ttl: 5m\n",
             "  - prefix: /npm/\n    ttl: 5m\n    scope: npm\n    source:\n      prefix: /verdaccio/storage/\n  - prefix: /v2/\n    ttl: 1m\n    scope: oci\n    stale_while_revalidate: 5s\n    source:\n      backend: images\n",
+            1,
+        )
+        .replacen(
+            "  - prefix: /\n    ttl: 1h\n",
+            "  - prefix: /\n    ttl: 1h\n    source:\n      prefix: files\n",
             1,
         );
     let c = Config::parse(Path::new("/etc/cdn/config.yaml"), &text).unwrap();

@@ -2,6 +2,7 @@
 //! the file as serde read it becomes the domain types the tiers use.
 
 use crate::error::{locate, ConfigError};
+use crate::key_spaces;
 use crate::units::ByteSize;
 use crate::{
     raw, ApiKeysConfig, AuthConfig, Backend, CacheConfig, CertificateFiles, Config, DiskConfig,
@@ -332,6 +333,29 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
                 slice: r.slice.map(|s| s.0),
             },
         });
+    }
+    let reads: Vec<_> = routes.iter().map(key_spaces::Reads::of).collect();
+    if let Some(o) = key_spaces::first_overlap(&reads) {
+        let (reader, owner) = (&routes[o.reader], &routes[o.owner]);
+        let backend = reader.source.backend.as_deref().map_or_else(
+            || "the default backend".to_owned(),
+            |b| format!("backend {b:?}"),
+        );
+        return Err(fail(
+            &format!("routes[{}].prefix", o.reader),
+            format!(
+                "route {:?} (routes[{}]) can read what route {:?} (routes[{}]) serves: its path {:?} reaches {} in {backend}; give one of them a `source` (prefix or backend) of its own",
+                reader.prefix,
+                o.reader,
+                owner.prefix,
+                o.owner,
+                o.path,
+                match o.keys.as_str() {
+                    "" => "every key".to_owned(),
+                    keys => format!("the keys under {keys:?}"),
+                }
+            ),
+        ));
     }
     routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
     let routes = Routes(routes);

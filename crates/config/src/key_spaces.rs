@@ -1,0 +1,233 @@
+//! Which object keys each route reads, and the check that no route reaches another's. The
+//! route, the gate and the cache key are all decided on the request's path, but origin-adapter
+//! reads a key made of the route's source (a backend and a key prefix) and the path: two routes
+//! over one backend could then hand out the same object, an `auth` route's through a public one
+//! (a catch-all over the bucket's root read every manifest and layer the `/v2/` route guards,
+//! by their layout paths).
+//!
+//! What a route reads:
+//! - a `path` route the key `<source prefix>/<path without its leading '/'>`, for the paths it
+//!   covers (those no longer route's prefix takes);
+//! - an `npm` or `oci` route anything under its source prefix (the package layouts are read
+//!   whole: packuments, tarballs, links, blobs).
+//!
+//! Two `path` routes with the same source read a key only through its own path, so the longest
+//! prefix decides between them as it does for requests; any other pair must keep apart.
+
+use crate::{Naming, Route};
+
+/// Two routes that can read one key: `reader` reaches a key `owner` serves, by `path`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Overlap {
+    /// Indices in the order the routes were given.
+    pub reader: usize,
+    pub owner: usize,
+    /// A path covered by `reader` whose key is among `owner`'s.
+    pub path: String,
+    /// The key prefix `owner` reads, which `path` reaches.
+    pub keys: String,
+}
+
+/// What of a route says which keys it reads.
+#[derive(Debug, Clone)]
+pub(crate) struct Reads<'a> {
+    pub prefix: &'a str,
+    pub naming: Naming,
+    pub backend: Option<&'a str>,
+    /// The key prefix every key it reads starts with: its source prefix and a `/` (so `npm`
+    /// does not cover `npm-private`), or empty.
+    pub root: String,
+}
+
+impl Reads<'_> {
+    pub fn of(route: &Route) -> Reads<'_> {
+        Reads {
+            prefix: &route.prefix,
+            naming: route.policy.naming,
+            backend: route.source.backend.as_deref(),
+            root: match route.source.prefix.trim_matches('/') {
+                "" => String::new(),
+                prefix => format!("{prefix}/"),
+            },
+        }
+    }
+
+    /// The key prefix of everything the route reads.
+    fn region(&self) -> String {
+        match self.naming {
+            Naming::Path => format!("{}{}", self.root, &self.prefix[1..]),
+            Naming::Npm | Naming::Oci => self.root.clone(),
+        }
+    }
+}
+
+/// The route a path goes to: the longest prefix that starts it.
+fn route_of(routes: &[Reads<'_>], path: &str) -> Option<usize> {
+    routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| path.starts_with(r.prefix))
+        .max_by_key(|(_, r)| r.prefix.len())
+        .map(|(i, _)| i)
+}
+
+/// A path that `routes[reader]` covers and whose key starts with `keys`, if there is one.
+fn reaching_path(routes: &[Reads<'_>], reader: usize, keys: &str) -> Option<String> {
+    let route = &routes[reader];
+    match route.naming {
+        Naming::Npm | Naming::Oci => {
+            let own = route.region();
+            (own.starts_with(keys) || keys.starts_with(&own)).then(|| route.prefix.to_owned())
+        }
+        Naming::Path => {
+            if let Some(rest) = keys.strip_prefix(route.root.as_str()) {
+                // Keys under `keys` are read through the paths that start with this.
+                let path = format!("/{rest}");
+                if route.prefix.starts_with(&path) {
+                    // Every path of the route does.
+                    Some(route.prefix.to_owned())
+                } else if path.starts_with(route.prefix) && route_of(routes, &path) == Some(reader)
+                {
+                    Some(path)
+                } else {
+                    None
+                }
+            } else if route.root.starts_with(keys) {
+                // All of its keys are.
+                Some(route.prefix.to_owned())
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// The first pair of routes over one backend where one reads what the other serves.
+pub(crate) fn first_overlap(routes: &[Reads<'_>]) -> Option<Overlap> {
+    for (reader, r) in routes.iter().enumerate() {
+        for (owner, o) in routes.iter().enumerate() {
+            if reader == owner || r.backend != o.backend {
+                continue;
+            }
+            let paths = (r.naming == Naming::Path, o.naming == Naming::Path);
+            if paths == (true, true) && r.root == o.root {
+                continue;
+            }
+            if paths == (false, true) {
+                // A path route owns only the keys of the paths it covers: whether one lies
+                // among a package route's is asked the other way round, with its paths.
+                continue;
+            }
+            let keys = o.region();
+            if let Some(path) = reaching_path(routes, reader, &keys) {
+                return Some(Overlap {
+                    reader,
+                    owner,
+                    path,
+                    keys,
+                });
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(prefix: &'static str, naming: Naming, source: &str) -> Reads<'static> {
+        Reads {
+            prefix,
+            naming,
+            backend: None,
+            root: if source.is_empty() {
+                String::new()
+            } else {
+                format!("{source}/")
+            },
+        }
+    }
+
+    fn overlap(routes: &[Reads<'_>]) -> Option<(usize, usize, String)> {
+        first_overlap(routes).map(|o| (o.reader, o.owner, o.path))
+    }
+
+    #[test]
+    fn a_catch_all_over_the_registry_root_is_refused() {
+        let routes = [
+            route("/v2/", Naming::Oci, "registry"),
+            route("/", Naming::Path, ""),
+        ];
+        assert_eq!(overlap(&routes), Some((1, 0, "/registry/".into())));
+        let routes = [
+            route("/v2/", Naming::Oci, "registry"),
+            route("/", Naming::Path, "files"),
+        ];
+        assert_eq!(
+            overlap(&routes),
+            None,
+            "the catch-all has a folder of its own"
+        );
+    }
+
+    #[test]
+    fn a_package_route_whose_folder_its_own_path_covers_is_apart() {
+        // `/npm/…` goes to the npm route, so the catch-all never reads `npm/…`.
+        let routes = [
+            route("/npm/", Naming::Npm, "npm"),
+            route("/", Naming::Path, ""),
+        ];
+        assert_eq!(overlap(&routes), None);
+        // `npm` is not `npm-private`.
+        let routes = [
+            route("/npm/", Naming::Npm, "npm"),
+            route("/npm-private/", Naming::Npm, "npm-private"),
+        ];
+        assert_eq!(overlap(&routes), None);
+        // Two package routes over one folder, or one inside the other.
+        let routes = [
+            route("/npm/", Naming::Npm, "pkgs"),
+            route("/npm2/", Naming::Npm, "pkgs/sub"),
+        ];
+        assert_eq!(overlap(&routes), Some((0, 1, "/npm/".into())));
+    }
+
+    #[test]
+    fn path_routes_over_one_source_are_decided_by_their_prefixes() {
+        let routes = [
+            route("/private/", Naming::Path, ""),
+            route("/_cdn/", Naming::Path, ""),
+            route("/", Naming::Path, ""),
+        ];
+        assert_eq!(overlap(&routes), None);
+    }
+
+    #[test]
+    fn path_routes_over_nested_sources_meet() {
+        // `/files/x` (route `/files/`, key `files/x`) and `/x` (route `/`, key `files/x`).
+        let routes = [
+            route("/files/", Naming::Path, ""),
+            route("/", Naming::Path, "files"),
+        ];
+        assert!(overlap(&routes).is_some());
+        // A public route whose folder holds a private route's keys: `/public/x` and
+        // `/private/public/x` read `private/public/x`.
+        let routes = [
+            route("/private/", Naming::Path, ""),
+            route("/public/", Naming::Path, "private"),
+        ];
+        assert_eq!(overlap(&routes), Some((0, 1, "/private/public/".into())));
+        assert_eq!(
+            overlap(&[routes[1].clone(), routes[0].clone()]),
+            Some((0, 1, "/public/".into()))
+        );
+    }
+
+    #[test]
+    fn other_backends_never_meet() {
+        let mut registry = route("/v2/", Naming::Oci, "");
+        registry.backend = Some("images");
+        assert_eq!(overlap(&[registry, route("/", Naming::Path, "")]), None);
+    }
+}
