@@ -590,7 +590,7 @@ impl Stack {
              routes:\n  - prefix: /private/\n    ttl: 1h\n    auth: true\n\
              \x20 - prefix: /npm-private/\n    ttl: 1h\n    auth: true\n    scope: npm\n    source: {{prefix: npm-private}}\n\
              \x20 - prefix: /npm/\n    ttl: 2s\n    scope: npm\n    source: {{prefix: npm}}\n\
-             \x20 - prefix: /v2/\n    ttl: 2s\n    auth: true\n    scope: oci\n    source: {{prefix: registry}}\n\
+             \x20 - prefix: /v2/\n    ttl: 2s\n    auth: true\n    scope: oci\n    source: {{prefix: v2}}\n\
              \x20 - prefix: /limited/\n    ttl: 1h\n    rate_limit:\n      per_client_ip: 40/m\n\
              \x20 - prefix: /metered/\n    ttl: 1h\n    auth: true\n    rate_limit:\n      per_credential: 20/m\n\
              \x20 - prefix: /_cdn/\n    ttl: 1s\n    cache: false\n\

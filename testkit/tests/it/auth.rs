@@ -57,7 +57,7 @@ fn fixture(tune: impl FnOnce(&mut StackOptions)) -> Fixture {
     let doc = document(&[(&key, "ci", &["path:/private/*", "oci:acme/*"])]);
     let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#;
     let digest = Digest::of(manifest);
-    let layout = cdn_registry::oci::Layout::new("registry");
+    let layout = cdn_registry::oci::Layout::new("v2");
     let (blob, acme, other) = (
         layout.blob_data(&digest),
         layout.tag_link("acme/app", "latest"),

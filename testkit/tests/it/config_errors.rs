@@ -90,3 +90,36 @@ fn bad_config_exits_2_with_line_and_field() {
         }
     }
 }
+
+/// Regression: the shipped catch-all over the bucket's root read the registry layout behind an
+/// `auth` `/v2/` route. `--check` refuses routes whose keys meet, naming both.
+#[test]
+fn a_catch_all_that_reaches_an_auth_routes_keys_is_refused() {
+    let registry = "  - prefix: /v2/\n    ttl: 1m\n    scope: oci\n";
+    let own_folder = "    ttl: 1h\n    source:\n      prefix: files\n";
+    let text = shipped()
+        .replacen(registry, &format!("{registry}    auth: true\n"), 1)
+        .replacen(own_folder, "    ttl: 1h\n", 1);
+    assert!(text.contains("    auth: true\n    source:\n      prefix: registry"));
+    let catch_all = text
+        .lines()
+        .position(|l| l == "  - prefix: /")
+        .expect("the catch-all")
+        + 1;
+    for tier in [Tier::Origin, Tier::Shield, Tier::Edge] {
+        let (code, stdout, stderr) = run(tier, &text);
+        assert_eq!(code, 2, "{stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "config.yaml:{catch_all}:5: field `routes[4].prefix`"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(
+                "route \"/\" (routes[4]) can read what route \"/v2/\" (routes[1]) serves"
+            ),
+            "{stderr}"
+        );
+    }
+}

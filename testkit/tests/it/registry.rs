@@ -29,9 +29,10 @@ fn registry() -> Registry {
 }
 
 impl Registry {
-    /// registry:2's root in the bucket (the stack's `/v2/` route reads `registry`).
+    /// registry:2's root in the bucket (the stack's `/v2/` route reads `v2`, which no other
+    /// route's paths reach: `/v2/…` is its own).
     fn root(&self) -> std::path::PathBuf {
-        self.s3.object_path("registry")
+        self.s3.object_path("v2")
     }
 
     fn image(&self, name: &str) -> String {

@@ -227,3 +227,117 @@ fn http2_reads_with_a_body_are_refused_and_hold_nothing() {
     );
     assert_eq!(statuses, [200], "still serving");
 }
+
+/// The shipped `config.yaml`, with `/v2/` made an `auth` route, served in-process from the
+/// bundled sample folder: port 0 everywhere, its key files and secrets made for the test.
+struct Shipped {
+    _dir: tempfile::TempDir,
+    _origin: origin_adapter::RunningAdapter,
+    _shield: cdn_proxy::RunningTier,
+    _edge: cdn_proxy::RunningTier,
+    edge: SocketAddr,
+    sample: std::path::PathBuf,
+}
+
+fn shipped_with_an_auth_registry() -> Shipped {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(repo.join("config.yaml")).expect("config.yaml");
+    let registry = "  - prefix: /v2/\n    ttl: 1m\n    scope: oci\n";
+    assert!(text.contains(registry), "the shipped /v2/ route");
+    let text = text.replacen(registry, &format!("{registry}    auth: true\n"), 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    for sub in ["var/keys", "var/secrets"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+    }
+    let (_, public) = cdn_auth::token::generate_key_pair().expect("a key pair");
+    std::fs::write(dir.path().join("var/keys/local.pub.pem"), public).expect("key");
+    for link in ["edge-to-shield", "shield-to-origin"] {
+        let secret = cdn_auth::keys::new_key();
+        std::fs::write(dir.path().join("var/secrets").join(link), secret).expect("secret");
+    }
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, &text).expect("write config");
+    let mut config = cdn_config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let sample = repo.join("origin-adapter/sample");
+    config.origin.backend = cdn_config::Backend::Local {
+        root: sample.clone(),
+    };
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("an address");
+    for listen in [
+        &mut config.origin.listen,
+        &mut config.shield.listen,
+        &mut config.edge.listen,
+    ] {
+        listen.traffic = any;
+        listen.admin = Some(any);
+    }
+    let origin = origin_adapter::OriginAdapter::bind(&config, &testkit::S3Server::credentials())
+        .expect("origin-adapter")
+        .spawn()
+        .expect("start origin-adapter");
+    config.shield.upstreams = vec![origin.listen().traffic];
+    let shield = shield::build(&config).expect("shield").spawn();
+    config.edge.upstreams = vec![shield.listen().traffic];
+    let edge = edge_pop::build(&config).expect("edge").spawn();
+    Shipped {
+        edge: edge.listen().traffic,
+        _dir: dir,
+        _origin: origin,
+        _shield: shield,
+        _edge: edge,
+        sample,
+    }
+}
+
+/// Every file under `dir`, as paths relative to `root`.
+fn files_under(root: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read a folder") {
+        let path = entry.expect("an entry").path();
+        if path.is_dir() {
+            found.extend(files_under(root, &path));
+        } else {
+            let rel = path.strip_prefix(root).expect("under the root");
+            found.push(rel.to_string_lossy().into_owned());
+        }
+    }
+    found
+}
+
+/// Regression: with `/v2/` an auth route, the catch-all over the bucket's root handed out
+/// every tag link, manifest and layer of the registry layout by its key path.
+#[test]
+fn the_shipped_routes_keep_the_registry_behind_its_auth() {
+    let s = shipped_with_an_auth_registry();
+    let layout = files_under(&s.sample, &s.sample.join("registry"));
+    assert!(layout.len() > 5, "the sample image: {layout:?}");
+    let ask = |target: &str| testkit::raw_request(s.edge, "GET", target, &[]);
+    for key in &layout {
+        let spellings = [
+            format!("/{key}"),
+            format!("/{}", key.replacen("registry", "%72egistry", 1)),
+            format!("http://127.0.0.1/{key}"),
+            format!("/files/../{key}"),
+            format!("/npm/../{key}"),
+            format!("/_cdn/%2e%2e/{key}"),
+        ];
+        for target in spellings {
+            let reply = ask(&target);
+            assert_ne!(reply.status, 200, "{target} served the layout");
+            let stored = std::fs::read(s.sample.join(key)).expect("a sample file");
+            assert!(
+                reply.body.len() < stored.len().max(8)
+                    || !reply.body.windows(stored.len()).any(|w| w == stored),
+                "{target} carried {key}'s bytes"
+            );
+        }
+    }
+    // Through its own route, a credential is asked for.
+    let manifest = ask("/v2/demo/hello/manifests/1.0");
+    assert_eq!(manifest.status, 401);
+    assert_eq!(
+        ask("/hello.txt").status,
+        200,
+        "the catch-all serves its own folder"
+    );
+}

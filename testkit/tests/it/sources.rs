@@ -7,9 +7,9 @@ use testkit::{get, origin_dir, S3Server};
 
 #[test]
 fn each_route_reads_its_own_backend_and_prefix() {
-    // The default backend, a folder: plain files at its top, npm packages under `pkgs/`.
+    // The default backend, a folder: plain files under `files/`, npm packages under `pkgs/`.
     let files = origin_dir(&[
-        ("hello.txt", &b"hello"[..]),
+        ("files/hello.txt", &b"hello"[..]),
         (
             "pkgs/left-pad/package.json",
             br#"{"name":"left-pad","versions":{"1.0.0":{"name":"left-pad","version":"1.0.0","dist":{"tarball":"https://registry.example/left-pad/-/left-pad-1.0.0.tgz"}}}}"#,
@@ -31,7 +31,7 @@ fn each_route_reads_its_own_backend_and_prefix() {
          edge:\n  listen: 127.0.0.1:0\n  shields: [127.0.0.1:1]\n  cache:\n    memory: 8MiB\n\
          routes:\n  - prefix: /npm/\n    ttl: 1m\n    scope: npm\n    source: {{prefix: pkgs}}\n\
          \x20 - prefix: /v2/\n    ttl: 1m\n    scope: oci\n    source: {{backend: images, prefix: mirror}}\n\
-         \x20 - prefix: /\n    ttl: 1h\n",
+         \x20 - prefix: /\n    ttl: 1h\n    source: {{prefix: files}}\n",
         files.path().display(),
         s3.endpoint()
     );
@@ -53,8 +53,8 @@ fn each_route_reads_its_own_backend_and_prefix() {
     );
     assert_eq!(
         at("/pkgs/left-pad/package.json").status,
-        200,
-        "the folder itself is a file route"
+        404,
+        "the package folder is not reached through the catch-all"
     );
     let manifest = at("/v2/acme/app/manifests/1.0");
     assert_eq!(manifest.status, 200);
