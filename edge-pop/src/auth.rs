@@ -9,7 +9,7 @@
 
 use crate::entitlements::Nudge;
 use crate::limits::RouteLimits;
-use cdn_auth::{Authority, Invalid, Refusal, Resource};
+use cdn_auth::{Authority, Invalid, Refusal};
 use cdn_config::Naming;
 use cdn_proxy::{Asking, Gate, HttpError, Pass};
 use std::time::SystemTime;
@@ -83,12 +83,7 @@ impl Gate for EdgeGate {
         if !policy.auth_required {
             return Ok(Pass::AsIs);
         }
-        let naming = match policy.naming {
-            Naming::Path => cdn_auth::Naming::Path,
-            Naming::Npm => cdn_auth::Naming::Npm,
-            Naming::Oci => cdn_auth::Naming::Oci,
-        };
-        let resource = Resource::of(naming, &asking.route.prefix, path);
+        let resource = crate::names::resource(asking.route, path);
         let authorization = asking
             .req
             .headers

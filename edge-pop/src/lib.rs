@@ -7,6 +7,7 @@
 mod auth;
 mod entitlements;
 mod limits;
+mod names;
 
 pub use auth::EdgeGate;
 

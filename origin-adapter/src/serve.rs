@@ -127,7 +127,7 @@ impl Origin {
         let policy = &route.policy;
         let store = self.stores.of(&route.source);
         // What the path names below its route: a package, a repository's manifest, a file.
-        let rest = &target.path()[route.prefix.len().min(target.path().len())..];
+        let rest = route.rest(target.path());
         let answer = match policy.naming {
             Naming::Path => {
                 let key = cdn_registry::join(&route.source.prefix, target.object_key());

@@ -14,7 +14,7 @@ pub mod scope;
 pub mod token;
 
 pub use keys::{Entitlement, KeyTable};
-pub use scope::{Naming, Resource};
+pub use scope::Resource;
 pub use token::{Claims, Verifier};
 
 use std::sync::{Arc, RwLock};

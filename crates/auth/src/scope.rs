@@ -1,17 +1,10 @@
-//! What a path names and what a credential's scopes allow. A route says how its paths name
-//! things (`Naming`): a plain path, an npm package (`@scope/name` or `name`, the tarballs under
-//! it included), or a Docker/OCI repository (`/v2/<name>/manifests|blobs|tags/…`). A scope is
-//! `kind:pattern` — `path:/private/*`, `npm:@acme/*`, `npm:left-pad`, `oci:acme/*` — or `*`
-//! for everything; `*` in a pattern matches any run of characters, `/` included.
-
-/// How a route's paths name what they hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Naming {
-    #[default]
-    Path,
-    Npm,
-    Oci,
-}
+//! What a credential's scopes allow. A request asks for a `Resource`: a plain path, an npm
+//! package (`@scope/name` or `name`, the tarballs under it included), or a Docker/OCI
+//! repository. Which one a path names is read by the edge with the package formats' own
+//! parsers (`cdn_registry`), the same ones origin-adapter serves by, so a scope covers exactly
+//! what is served. A scope is `kind:pattern` — `path:/private/*`, `npm:@acme/*`,
+//! `npm:left-pad`, `oci:acme/*` — or `*` for everything; `*` in a pattern matches any run of
+//! characters, `/` included.
 
 /// What one request asks for, in the terms scopes are written in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,36 +20,6 @@ pub enum Resource {
 }
 
 impl Resource {
-    /// What `path` (canonical, decoded) names under a route of `prefix` named by `naming`.
-    /// `None` when the path names nothing of that kind (refused: no scope can allow it).
-    pub fn of(naming: Naming, prefix: &str, path: &str) -> Option<Resource> {
-        let rest = path
-            .strip_prefix(prefix)
-            .unwrap_or(path)
-            .trim_start_matches('/');
-        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-        match naming {
-            Naming::Path => Some(Resource::Path(path.to_owned())),
-            Naming::Npm => match segments.as_slice() {
-                [scope, name, ..] if scope.starts_with('@') && scope.len() > 1 => {
-                    Some(Resource::Npm(format!("{scope}/{name}")))
-                }
-                [name, ..] if !name.starts_with('@') => Some(Resource::Npm((*name).to_owned())),
-                _ => None,
-            },
-            Naming::Oci => {
-                if segments.is_empty() {
-                    return Some(Resource::Any);
-                }
-                let at = segments
-                    .iter()
-                    .rposition(|s| matches!(*s, "manifests" | "blobs" | "tags"))
-                    .filter(|&i| i > 0)?;
-                Some(Resource::Oci(segments[..at].join("/")))
-            }
-        }
-    }
-
     /// Whether any of `scopes` allows this.
     pub fn allowed_by<S: AsRef<str>>(&self, scopes: &[S]) -> bool {
         *self == Resource::Any || scopes.iter().any(|s| self.allowed_by_one(s.as_ref()))
@@ -103,57 +66,6 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn of(naming: Naming, prefix: &str, path: &str) -> Option<Resource> {
-        Resource::of(naming, prefix, path)
-    }
-
-    #[test]
-    fn paths_name_packages_and_repositories() {
-        use Resource::*;
-        assert_eq!(
-            of(Naming::Path, "/private/", "/private/a/b"),
-            Some(Path("/private/a/b".into()))
-        );
-        assert_eq!(
-            of(Naming::Npm, "/npm/", "/npm/left-pad"),
-            Some(Npm("left-pad".into()))
-        );
-        assert_eq!(
-            of(Naming::Npm, "/npm/", "/npm/left-pad/-/left-pad-1.0.0.tgz"),
-            Some(Npm("left-pad".into()))
-        );
-        assert_eq!(
-            of(Naming::Npm, "/npm/", "/npm/@acme/util"),
-            Some(Npm("@acme/util".into()))
-        );
-        assert_eq!(
-            of(Naming::Npm, "/npm/", "/npm/@acme/util/-/util-2.0.0.tgz"),
-            Some(Npm("@acme/util".into()))
-        );
-        assert_eq!(of(Naming::Npm, "/npm/", "/npm/@acme"), None);
-        assert_eq!(of(Naming::Npm, "/npm/", "/npm/"), None);
-        assert_eq!(of(Naming::Oci, "/v2/", "/v2/"), Some(Any));
-        assert_eq!(
-            of(Naming::Oci, "/v2/", "/v2/acme/app/manifests/latest"),
-            Some(Oci("acme/app".into()))
-        );
-        assert_eq!(
-            of(Naming::Oci, "/v2/", "/v2/acme/app/blobs/sha256:00"),
-            Some(Oci("acme/app".into()))
-        );
-        assert_eq!(
-            of(Naming::Oci, "/v2/", "/v2/app/tags/list"),
-            Some(Oci("app".into()))
-        );
-        // A repository may itself be called `blobs`: the last keyword names the operation.
-        assert_eq!(
-            of(Naming::Oci, "/v2/", "/v2/x/blobs/manifests/1"),
-            Some(Oci("x/blobs".into()))
-        );
-        assert_eq!(of(Naming::Oci, "/v2/", "/v2/manifests/1"), None);
-        assert_eq!(of(Naming::Oci, "/v2/", "/v2/acme/app"), None);
-    }
 
     #[test]
     fn scopes_allow_what_they_name() {

@@ -325,6 +325,16 @@ pub struct Route {
     pub source: Source,
 }
 
+impl Route {
+    /// What a path this route covers names below it: the canonical path after the prefix
+    /// (`left-pad/-/left-pad-1.0.0.tgz` of `/npm/left-pad/-/left-pad-1.0.0.tgz`). The one
+    /// reading every tier makes: the edge's scopes, the shield's digests and origin-adapter's
+    /// layouts all start from it.
+    pub fn rest<'a>(&self, path: &'a str) -> &'a str {
+        path.strip_prefix(self.prefix.as_str()).unwrap_or_default()
+    }
+}
+
 /// Routes, longest prefix first, so the first match is the most specific.
 #[derive(Clone, Debug)]
 pub struct Routes(Vec<Route>);
