@@ -605,3 +605,66 @@ fn arbitrary_authorization_bytes_get_a_4xx() {
         }
     }
 }
+
+/// Regression: the scope took the last `manifests|blobs|tags` keyword of a path for the
+/// repository, origin-adapter the segment before the operation; with a key for `oci:acme/*`,
+/// `/v2/acme/tags/list` was 403 while `/v2/acme/manifests/manifests` handed out repository
+/// `acme`. Now both read the path one way: every shape, tags named like operations included,
+/// is allowed exactly for the repositories the key covers.
+#[test]
+fn oci_scopes_cover_the_repository_origin_adapter_serves() {
+    let layout = cdn_registry::oci::Layout::new("v2");
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#;
+    let layer = b"a layer's bytes".to_vec();
+    let (digest, layer_digest) = (Digest::of(manifest), Digest::of(&layer));
+    let key = new_key();
+    let doc = document(&[(&key, "ci", &["oci:acme/*"])]);
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        (layout.blob_data(&digest), manifest.to_vec()),
+        (layout.blob_data(&layer_digest), layer.clone()),
+        (ENTITLEMENTS[1..].to_owned(), doc.into_bytes()),
+    ];
+    let tags = ["manifests", "blobs", "tags", "list"];
+    for repo in ["acme", "acme/app"] {
+        for tag in tags {
+            files.push((layout.tag_link(repo, tag), digest.to_string().into_bytes()));
+        }
+        files.push((
+            layout.manifest_link(repo, &digest),
+            digest.to_string().into_bytes(),
+        ));
+        files.push((
+            layout.layer_link(repo, &layer_digest),
+            layer_digest.to_string().into_bytes(),
+        ));
+    }
+    let root = origin_dir(&files);
+    let mut options = StackOptions::new(Backend::Local(root.path().to_owned()));
+    options.api_keys = true;
+    let stack = Stack::start(options);
+    let creds = basic(&key);
+    eventually("the entitlement document", || {
+        (ask(&stack, "/v2/acme/app/tags/list", Some(&creds)).0 == 200).then_some(())
+    });
+
+    let mut shapes: Vec<String> = tags.iter().map(|t| format!("manifests/{t}")).collect();
+    shapes.push(format!("manifests/{digest}"));
+    shapes.push(format!("blobs/{layer_digest}"));
+    shapes.push("tags/list".into());
+    let at_origin = |path: &str| {
+        let headers = stack.tier_header(stack.origin);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        request("GET", &format!("http://{}{path}", stack.origin), &headers).status
+    };
+    for shape in &shapes {
+        let outside = format!("/v2/acme/{shape}");
+        assert_eq!(
+            at_origin(&outside),
+            200,
+            "{outside}: origin-adapter serves `acme`"
+        );
+        assert_eq!(ask(&stack, &outside, Some(&creds)).0, 403, "{outside}");
+        let inside = format!("/v2/acme/app/{shape}");
+        assert_eq!(ask(&stack, &inside, Some(&creds)).0, 200, "{inside}");
+    }
+}
