@@ -15,11 +15,9 @@ pub fn resource(route: &Route, path: &str) -> Option<Resource> {
     match route.policy.naming {
         Naming::Path => Some(Resource::Path(path.to_owned())),
         Naming::Npm => npm::Request::parse(rest).map(|r| Resource::Npm(r.name().to_owned())),
-        Naming::Oci => match oci::Request::parse(rest).ok()? {
-            oci::Request::Base => Some(Resource::Any),
-            oci::Request::Manifest { name, .. }
-            | oci::Request::Blob { name, .. }
-            | oci::Request::Tags { name } => Some(Resource::Oci(name)),
+        Naming::Oci => match oci::repository(rest).ok()? {
+            None => Some(Resource::Any),
+            Some(name) => Some(Resource::Oci(name.to_owned())),
         },
     }
 }
@@ -87,6 +85,15 @@ mod tests {
         );
         assert_eq!(resource(&oci, "/v2/app/tags/list"), Some(Oci("app".into())));
         assert_eq!(resource(&oci, "/v2/manifests/1"), None);
+        // A malformed reference still names its repository (the registry's 400 follows).
+        assert_eq!(
+            resource(&oci, "/v2/acme/app/blobs/sha256:1234"),
+            Some(Oci("acme/app".into()))
+        );
+        assert_eq!(
+            resource(&oci, "/v2/acme/app/manifests/-bad"),
+            Some(Oci("acme/app".into()))
+        );
         assert_eq!(resource(&oci, "/v2/acme/app"), None);
     }
 

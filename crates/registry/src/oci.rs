@@ -39,28 +39,44 @@ pub enum BadRequest {
     DigestInvalid,
 }
 
+/// A pull path split into its repository, its operation and the operation's last segment:
+/// the repository is everything before the last two segments, so a tag may be called
+/// `manifests` and a repository `blobs`. `Ok(None)` for the base.
+fn split(rest: &str) -> Result<Option<(&str, &str, &str)>, BadRequest> {
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    let mut from_end = rest.rsplitn(3, '/');
+    let (Some(last), Some(kind), Some(name)) = (from_end.next(), from_end.next(), from_end.next())
+    else {
+        return Err(BadRequest::Unknown);
+    };
+    if !matches!(
+        (kind, last),
+        ("manifests", _) | ("blobs", _) | ("tags", "list")
+    ) {
+        return Err(BadRequest::Unknown);
+    }
+    if !valid_name(name) {
+        return Err(BadRequest::NameInvalid);
+    }
+    Ok(Some((name, kind, last)))
+}
+
+/// The repository a path under `/v2/` names, as [`Request::parse`] reads it, whatever its tag
+/// or digest (the registry answers a malformed one with its own error): `Ok(None)` for the
+/// base, an error when the path names no repository.
+pub fn repository(rest: &str) -> Result<Option<&str>, BadRequest> {
+    split(rest).map(|parts| parts.map(|(name, _, _)| name))
+}
+
 impl Request {
     /// `rest` is the decoded path after `/v2/`.
     pub fn parse(rest: &str) -> Result<Request, BadRequest> {
-        if rest.is_empty() {
+        let Some((name, kind, last)) = split(rest)? else {
             return Ok(Request::Base);
-        }
-        let segments: Vec<&str> = rest.split('/').collect();
-        let n = segments.len();
-        if n < 3 {
-            return Err(BadRequest::Unknown);
-        }
-        let name = segments[..n - 2].join("/");
-        let (kind, last) = (segments[n - 2], segments[n - 1]);
-        if !matches!(
-            (kind, last),
-            ("manifests", _) | ("blobs", _) | ("tags", "list")
-        ) {
-            return Err(BadRequest::Unknown);
-        }
-        if !valid_name(&name) {
-            return Err(BadRequest::NameInvalid);
-        }
+        };
+        let name = name.to_owned();
         match kind {
             "manifests" => {
                 let reference = if last.contains(':') {
