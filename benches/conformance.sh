@@ -144,6 +144,9 @@ routes:
     heuristic: last_modified
     query: keep
     pass_writes: true
+    # The suite's origin reads Authorization (RFC 9111 §3.5 is part of what is measured); by
+    # default the edge drops it on routes without `auth`.
+    forward_authorization: true
 logging:
   format: text
 EOF

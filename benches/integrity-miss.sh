@@ -32,7 +32,7 @@ edge:
   cache: {memory: 64MiB, max_object: 512MiB, disk: {path: $work/cache/edge, size: 4GiB}}
 routes:
   - {prefix: /v2/, ttl: 1h, scope: oci, source: {prefix: registry}}
-  - {prefix: /, ttl: 1h}
+  - {prefix: /, ttl: 1h, source: {prefix: files}}
 YAML
 round() { # path: "seconds bytes status" of one cold fetch
     rm -rf "$work/cache"

@@ -3,7 +3,9 @@
 //! what the canonical path names, then the per-credential rate limit. Refusals become 401 with
 //! the challenge package clients follow (`Basic` on registry routes, as docker and skopeo
 //! expect; `Bearer` with an RFC 6750 `error` elsewhere), 403 out of scope, 429 over a limit.
-//! The entitlement document itself is never served to clients.
+//! The health probe's path and the internal prefix (the entitlement document's) are never
+//! served to clients; a credential sent on a public route goes no further than the edge
+//! unless the route says to forward it.
 //!
 //! Nothing here logs or counts a credential: refusals are logged by kind, grants by subject.
 
@@ -19,9 +21,14 @@ pub struct EdgeGate {
     /// Per route, in the order of `Routes::iter`.
     limits: Vec<RouteLimits>,
     realm: String,
-    /// The entitlement document's path, refused to clients.
-    document: Option<String>,
     nudge: Option<Nudge>,
+}
+
+/// Paths the tiers keep for themselves, never served to a client: the health probe's (which
+/// the shield answers to the edge, so proxied it would say the shield is up), and everything
+/// under the internal prefix (the entitlement document, and whatever else is put there).
+fn internal(path: &str) -> bool {
+    path == cdn_http::trust::HEALTH_PATH || path.starts_with(cdn_config::INTERNAL_PREFIX)
 }
 
 impl EdgeGate {
@@ -29,14 +36,12 @@ impl EdgeGate {
         authority: Authority,
         limits: Vec<RouteLimits>,
         realm: String,
-        document: Option<String>,
         nudge: Option<Nudge>,
     ) -> EdgeGate {
         EdgeGate {
             authority,
             limits,
             realm,
-            document,
             nudge,
         }
     }
@@ -72,16 +77,20 @@ impl EdgeGate {
 impl Gate for EdgeGate {
     fn admit(&self, asking: &Asking<'_>) -> Result<Pass, HttpError> {
         let path = asking.target.path();
-        if self.document.as_deref() == Some(path) {
-            return Err(HttpError::NotFound);
-        }
         let limits = &self.limits[asking.route_index];
         if let Some(client) = asking.client {
             limits.client(client)?;
         }
+        if internal(path) {
+            return Err(HttpError::NotFound);
+        }
         let policy = &asking.route.policy;
         if !policy.auth_required {
-            return Ok(Pass::AsIs);
+            return Ok(if policy.forward_authorization {
+                Pass::AsIs
+            } else {
+                Pass::Anonymous
+            });
         }
         let resource = crate::names::resource(asking.route, path);
         let authorization = asking

@@ -26,7 +26,7 @@ pub fn build(config: &Config) -> Result<ProxyTier, StartError> {
         .collect();
     let mut refresher = None;
     let gate = match &config.auth {
-        None => EdgeGate::new(Authority::default(), limits, "cdn".into(), None, None),
+        None => EdgeGate::new(Authority::default(), limits, "cdn".into(), None),
         Some(auth) => {
             let mut pems = Vec::with_capacity(auth.token_keys.len());
             for (i, key) in auth.token_keys.iter().enumerate() {
@@ -59,7 +59,6 @@ pub fn build(config: &Config) -> Result<ProxyTier, StartError> {
                 Authority::new(tokens, keys),
                 limits,
                 auth.realm.clone(),
-                auth.api_keys.as_ref().map(|k| k.document.clone()),
                 nudge,
             )
         }

@@ -22,6 +22,8 @@ const SWEEP_EVERY: u64 = 4096;
 pub struct RouteLimits {
     per_client_ip: Option<Keyed<IpAddr>>,
     per_credential: Option<Keyed<String>>,
+    /// Leading bits of an IPv6 address that name one client.
+    ipv6_prefix: u8,
 }
 
 struct Keyed<K: Hash + Eq + Clone> {
@@ -34,14 +36,16 @@ impl RouteLimits {
         RouteLimits {
             per_client_ip: limit.per_client_ip.map(Keyed::new),
             per_credential: limit.per_credential.map(Keyed::new),
+            ipv6_prefix: limit.ipv6_prefix,
         }
     }
 
-    /// Counts a request from `client`; 429 past the limit.
+    /// Counts a request from `client` (an IPv6 one by its network, `ipv6_prefix`); 429 past
+    /// the limit.
     pub fn client(&self, client: IpAddr) -> Result<(), HttpError> {
         self.per_client_ip
             .as_ref()
-            .map_or(Ok(()), |k| k.check(&client))
+            .map_or(Ok(()), |k| k.check(&client_key(client, self.ipv6_prefix)))
     }
 
     /// Counts a request made with a credential (`limit_key`: what identifies it, never the
@@ -79,6 +83,23 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
     }
 }
 
+/// What a client's requests are counted under: an IPv4 address whole (an IPv4-mapped IPv6
+/// one too), an IPv6 address by its first `ipv6_prefix` bits, since one host may take any
+/// address of its network (a /64 holds 2^64 of them).
+fn client_key(client: IpAddr, ipv6_prefix: u8) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u32::from(ipv6_prefix.min(128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +113,7 @@ mod tests {
                 per: Duration::from_secs(10),
             }),
             per_credential: None,
+            ipv6_prefix: 64,
         });
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "::1".parse().unwrap();
@@ -110,5 +132,42 @@ mod tests {
         limits
             .credential("t:x")
             .expect("no per-credential limit set");
+    }
+
+    /// Regression: a client rotating through the addresses of its /64 had a fresh allowance
+    /// for each.
+    #[test]
+    fn an_ipv6_network_shares_one_allowance() {
+        let limits = RouteLimits::new(&RateLimit {
+            per_client_ip: Some(Rate {
+                count: 3,
+                per: Duration::from_secs(10),
+            }),
+            per_credential: None,
+            ipv6_prefix: 64,
+        });
+        for host in 1..=3 {
+            let ip: IpAddr = format!("2001:db8:1:2::{host:x}").parse().unwrap();
+            limits.client(ip).unwrap();
+        }
+        let rotated: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        assert!(limits.client(rotated).is_err(), "the same /64");
+        let neighbour: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        limits.client(neighbour).expect("another /64");
+    }
+
+    #[test]
+    fn client_keys() {
+        let key = |ip: &str, bits| client_key(ip.parse().unwrap(), bits).to_string();
+        assert_eq!(key("10.1.2.3", 64), "10.1.2.3");
+        assert_eq!(
+            key("::ffff:10.1.2.3", 64),
+            "10.1.2.3",
+            "IPv4-mapped is IPv4"
+        );
+        assert_eq!(key("2001:db8:1:2:3:4:5:6", 64), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2:3:4:5:6", 48), "2001:db8:1::");
+        assert_eq!(key("2001:db8:1:2:3:4:5:6", 128), "2001:db8:1:2:3:4:5:6");
+        assert_eq!(key("2001:db8:1:2:3:4:5:6", 1), "::");
     }
 }

@@ -9,6 +9,10 @@
 //! It knows nothing of HTTP, caching or metrics.
 
 pub mod cli;
+
+/// Paths the tiers read for themselves (the entitlement document) and the edge never serves to
+/// clients, whatever route covers them.
+pub const INTERNAL_PREFIX: &str = "/_cdn/";
 mod error;
 mod key_spaces;
 mod raw;
@@ -248,6 +252,9 @@ pub struct RoutePolicy {
     pub rate_limit: RateLimit,
     /// Objects are fetched and cached as slices of this many bytes, if set.
     pub slice: Option<u64>,
+    /// The edge passes a client's `Authorization` on upstream (a route without `auth`, for an
+    /// origin that reads it); otherwise it is dropped at the edge.
+    pub forward_authorization: bool,
 }
 
 /// How a route's paths name what they hold: as credentials' scopes name it, and as
@@ -275,10 +282,22 @@ pub struct Source {
     pub prefix: String,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit {
     pub per_client_ip: Option<Rate>,
     pub per_credential: Option<Rate>,
+    /// IPv6 clients are counted by this many leading bits of their address (1 to 128).
+    pub ipv6_prefix: u8,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            per_client_ip: None,
+            per_credential: None,
+            ipv6_prefix: 64,
+        }
+    }
 }
 
 /// Heuristic freshness (RFC 9111 §4.2.2): what a route gives a response that states no

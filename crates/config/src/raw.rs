@@ -302,6 +302,11 @@ pub(super) struct Route {
     /// tier's `max_object` pass through it uncached): a range then moves only the slices it
     /// covers. Omit: whole objects.
     pub slice: Option<ByteSize>,
+    /// Whether the edge passes a client's `Authorization` on upstream on this route (when
+    /// the route has no `auth` of its own, for an origin that reads it). Default: dropped at
+    /// the edge, so a credential goes no further than the tier that checks credentials.
+    #[serde(default)]
+    pub forward_authorization: bool,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -335,6 +340,14 @@ pub(super) enum Naming {
 pub(super) struct RateLimit {
     pub per_client_ip: Option<Rate>,
     pub per_credential: Option<Rate>,
+    /// IPv6 clients are counted by this many leading bits of their address (one site's
+    /// network, which hands its hosts whole /64s); IPv4 by the whole address.
+    #[serde(default = "default_ipv6_prefix")]
+    pub ipv6_prefix: u8,
+}
+
+fn default_ipv6_prefix() -> u8 {
+    64
 }
 
 /// What of the query string names an object.

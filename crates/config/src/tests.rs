@@ -459,13 +459,35 @@ fn auth_trust_and_rate_limits() {
         "routes[0].scope",
         "unknown variant `maven`",
     );
-    // The document must be read fresh: under a route that does not cache.
+    // The document must be read fresh: under a route that does not cache; and never served to
+    // clients: under the internal prefix.
+    check(
+        "      public_key: keys/k1.pub\n",
+        "      public_key: keys/k1.pub\n  api_keys:\n    document: /_cdn/keys.json\n",
+        28,
+        "auth.api_keys.document",
+        "cache: false",
+    );
     check(
         "      public_key: keys/k1.pub\n",
         "      public_key: keys/k1.pub\n  api_keys:\n    document: /npm/keys.json\n",
         28,
         "auth.api_keys.document",
-        "cache: false",
+        "must be under /_cdn/",
+    );
+    check(
+        "    ttl: 5m\n",
+        "    ttl: 5m\n    rate_limit:\n      ipv6_prefix: 0\n",
+        21,
+        "routes[0].rate_limit.ipv6_prefix",
+        "must be 1 to 128",
+    );
+    check(
+        "    auth: true\n",
+        "    auth: true\n    forward_authorization: true\n",
+        23,
+        "routes[1].forward_authorization",
+        "never passed on",
     );
 }
 

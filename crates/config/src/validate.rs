@@ -296,6 +296,26 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
                     .into(),
             ));
         }
+        if r.forward_authorization && r.auth {
+            return Err(fail(
+                &format!("routes[{i}].forward_authorization"),
+                "an `auth` route's credentials are the edge's to check, never passed on".into(),
+            ));
+        }
+        let rate_limit = match r.rate_limit {
+            None => RateLimit::default(),
+            Some(l) if !(1..=128).contains(&l.ipv6_prefix) => {
+                return Err(fail(
+                    &format!("routes[{i}].rate_limit.ipv6_prefix"),
+                    format!("{} must be 1 to 128 (bits)", l.ipv6_prefix),
+                ));
+            }
+            Some(l) => RateLimit {
+                per_client_ip: l.per_client_ip,
+                per_credential: l.per_credential,
+                ipv6_prefix: l.ipv6_prefix,
+            },
+        };
         let stale_while_revalidate = match (r.stale_while_revalidate, naming) {
             (Some(d), _) => d.0,
             (None, Naming::Path) => std::time::Duration::ZERO,
@@ -326,11 +346,9 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
                 pass_writes: r.pass_writes,
                 naming,
                 stale_while_revalidate,
-                rate_limit: r.rate_limit.map_or_else(RateLimit::default, |l| RateLimit {
-                    per_client_ip: l.per_client_ip,
-                    per_credential: l.per_credential,
-                }),
+                rate_limit,
                 slice: r.slice.map(|s| s.0),
+                forward_authorization: r.forward_authorization,
             },
         });
     }
@@ -381,6 +399,12 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
                 None => None,
                 Some(k) => {
                     let document = k.document.0;
+                    if !document.starts_with(crate::INTERNAL_PREFIX) {
+                        return Err(fail(
+                            "auth.api_keys.document",
+                            format!("{document:?} must be under {} (the edge never serves that prefix to clients)", crate::INTERNAL_PREFIX),
+                        ));
+                    }
                     let covered = routes.policy(&document);
                     if !covered.is_some_and(|p| !p.cacheable && !p.auth_required) {
                         return Err(fail(

@@ -28,6 +28,9 @@ pub struct Asking<'a> {
 pub enum Pass {
     /// As it came: caching treats its `Authorization`, if any, by RFC 9111 §3.5.
     AsIs,
+    /// Without its credentials, if it carried any: the route is public, and nothing past
+    /// this tier is to see them (the request shares the copy everyone gets).
+    Anonymous,
     /// The gate checked the request's credentials: the request goes on without them (they
     /// are this tier's to check, not the next one's), and may be answered from the copy every
     /// entitled caller shares.
@@ -56,9 +59,18 @@ impl Gate for Open {
 pub struct TierTrust {
     pub accepts: Option<Secret>,
     pub presents: Option<Secret>,
+    /// Whether a tier is in front of this one, whose health probes it answers (every tier but
+    /// the edge, whose clients are the public: it answers no probe on its traffic listener).
+    pub behind: bool,
 }
 
 impl TierTrust {
+    /// Whether `req` is a health probe from the tier in front, to be answered as such
+    /// (`cdn_http::trust::HEALTH_PATH`, with the secret where one is required).
+    pub fn is_probe(&self, req: &RequestHeader) -> bool {
+        self.behind && req.uri.path() == trust::HEALTH_PATH && self.check(req).is_ok()
+    }
+
     /// Refuses a request that does not present the secret this tier requires.
     pub fn check(&self, req: &RequestHeader) -> Result<(), HttpError> {
         match &self.accepts {

@@ -395,6 +395,7 @@ mod tests {
             stale_while_revalidate: Duration::ZERO,
             rate_limit: Default::default(),
             slice: None,
+            forward_authorization: false,
         }
     }
 

@@ -245,6 +245,7 @@ mod tests {
             stale_while_revalidate: std::time::Duration::ZERO,
             rate_limit: Default::default(),
             slice: None,
+            forward_authorization: false,
         }
     }
 

@@ -328,8 +328,7 @@ impl ProxyHttp for TierProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let trusted = self.trust.check(session.req_header());
-        if trusted.is_ok() && session.req_header().uri.path() == cdn_http::trust::HEALTH_PATH {
+        if self.trust.is_probe(session.req_header()) {
             ctx.probe = true;
             respond::probe(session).await?;
             return Ok(true);
@@ -358,13 +357,16 @@ impl ProxyHttp for TierProxy {
             }
         }
         let gate: &dyn Gate = if own { &Open } else { self.gate.as_ref() };
-        let admitted = trusted
+        let admitted = self
+            .trust
+            .check(session.req_header())
             .and_then(|()| admission::admit(session.req_header(), client, &self.routes, gate));
         match admitted {
             Ok(admitted) => {
-                if admitted.pass == Pass::Authenticated {
-                    // Checked here: the credentials go no further, and the request shares the
-                    // copy every entitled caller gets.
+                if matches!(admitted.pass, Pass::Authenticated | Pass::Anonymous) {
+                    // Checked here, or not for anyone past here: the credentials go no
+                    // further, and the request shares the copy entitled callers (or everyone)
+                    // get.
                     session
                         .req_header_mut()
                         .remove_header(&http::header::AUTHORIZATION);

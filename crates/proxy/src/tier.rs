@@ -277,8 +277,12 @@ impl ProxyTier {
 /// The secrets `tier` requires and presents, read from the files `config.trust` names: the
 /// edge presents the first; the shield requires the first and presents the second.
 pub fn tier_trust(tier: Tier, config: &Config) -> Result<TierTrust, StartError> {
+    let behind = tier != Tier::Edge;
     let Some(trust) = &config.trust else {
-        return Ok(TierTrust::default());
+        return Ok(TierTrust {
+            behind,
+            ..TierTrust::default()
+        });
     };
     let read = |field: &str, path: &std::path::Path| {
         Secret::read(path).map_err(|e| StartError::Config(format!("trust.{field}: {e}")))
@@ -287,14 +291,17 @@ pub fn tier_trust(tier: Tier, config: &Config) -> Result<TierTrust, StartError> 
         Tier::Edge => TierTrust {
             accepts: None,
             presents: Some(read("edge_to_shield", &trust.edge_to_shield)?),
+            behind,
         },
         Tier::Shield => TierTrust {
             accepts: Some(read("edge_to_shield", &trust.edge_to_shield)?),
             presents: Some(read("shield_to_origin", &trust.shield_to_origin)?),
+            behind,
         },
         Tier::Origin => TierTrust {
             accepts: Some(read("shield_to_origin", &trust.shield_to_origin)?),
             presents: None,
+            behind,
         },
     })
 }

@@ -82,6 +82,7 @@ fn fixture(tune: impl FnOnce(&mut StackOptions)) -> Fixture {
         ("limited/a.txt", b"a"),
         ("metered/a.txt", b"a"),
         (&ENTITLEMENTS[1..], doc.as_bytes()),
+        ("_cdn/other.json", br#"{"keys":[]}"#),
     ]);
     let mut options = StackOptions::new(Backend::Local(root.path().to_owned()));
     options.token_keys = &["k1", "k2"];
@@ -316,13 +317,26 @@ fn every_spelling_of_a_protected_path_needs_a_credential() {
             assert_eq!(r.body, b"secret", "{target}");
         }
     }
-    // The document of keys is not the clients' to read, however it is spelled.
-    for target in [ENTITLEMENTS, "/_cdn/%65ntitlements.json"] {
-        assert_eq!(
-            raw_request(stack.edge, "GET", target, &[]).status,
-            404,
-            "{target}"
-        );
+    // The document of keys is not the clients' to read, however it is spelled, nor is
+    // anything else under the internal prefix (regression: only the document's exact path was
+    // hidden).
+    for target in [
+        ENTITLEMENTS,
+        "/_cdn/%65ntitlements.json",
+        "/_cdn/other.json",
+        "/_cdn/",
+        "/%5fcdn/other.json",
+    ] {
+        for authorization in [None, Some(basic(&key))] {
+            let headers: Vec<(&str, &str)> = authorization
+                .as_deref()
+                .map(|a| ("authorization", a))
+                .into_iter()
+                .collect();
+            let r = raw_request(stack.edge, "GET", target, &headers);
+            assert_eq!(r.status, 404, "{target}");
+            assert!(!r.body.windows(4).any(|w| w == b"keys"), "{target}");
+        }
     }
 }
 

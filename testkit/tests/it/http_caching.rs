@@ -75,44 +75,77 @@ fn vary_stores_variants_apart() {
     assert_eq!(&r.body[..], b"de", "the de variant is de's");
 }
 
-#[test]
-fn authorization_is_not_served_another_clients_copy() {
-    let origin = ScriptedOrigin::start(|req: &Seen| {
+/// The origin's answer says whose credentials it saw; `/…/shared/…` answers are `public`.
+fn whose_origin() -> ScriptedOrigin {
+    ScriptedOrigin::start(|req: &Seen| {
         let whose = req
             .header("authorization")
             .unwrap_or("anonymous")
             .to_owned();
-        let cc = if req.path().starts_with("/shared/") {
+        let cc = if req.path().contains("/shared/") {
             "public, max-age=60"
         } else {
             "max-age=60"
         };
         Canned::new(200, &[("cache-control", cc)], whose.as_bytes())
-    });
+    })
+}
+
+/// On a route that forwards `Authorization` (RFC 9111 §3.5 applies at every tier).
+#[test]
+fn authorization_is_not_served_another_clients_copy() {
+    let origin = whose_origin();
     let (_dir, stack) = Stack::before(&origin);
-    let url = stack.url("/auth/doc");
+    let url = stack.url("/forwards-auth/doc");
     assert_eq!(&get(&url).body[..], b"anonymous");
     assert_eq!(&get(&url).body[..], b"anonymous");
-    assert_eq!(origin.count("/auth/doc"), 1);
+    assert_eq!(origin.count("/forwards-auth/doc"), 1);
     for token in ["Bearer a", "Bearer b", "Bearer a"] {
         let r = request("GET", &url, &[("authorization", token)]);
         assert_eq!(&r.body[..], token.as_bytes(), "not another client's copy");
     }
-    assert_eq!(origin.count("/auth/doc"), 4, "each went to the origin");
+    assert_eq!(
+        origin.count("/forwards-auth/doc"),
+        4,
+        "each went to the origin"
+    );
 
     // What an authorized request got is not kept for anyone else.
-    let first = stack.url("/auth/first");
+    let first = stack.url("/forwards-auth/first");
     let r = request("GET", &first, &[("authorization", "Bearer a")]);
     assert_eq!(&r.body[..], b"Bearer a");
     assert_eq!(&get(&first).body[..], b"anonymous");
-    assert_eq!(origin.count("/auth/first"), 2);
+    assert_eq!(origin.count("/forwards-auth/first"), 2);
 
     // A response that says `public` may answer requests with credentials from the cache.
-    let url = stack.url("/shared/doc");
+    let url = stack.url("/forwards-auth/shared/doc");
     assert_eq!(&get(&url).body[..], b"anonymous");
     let r = request("GET", &url, &[("authorization", "Bearer a")]);
     assert_eq!(&r.body[..], b"anonymous");
-    assert_eq!(origin.count("/shared/doc"), 1);
+    assert_eq!(origin.count("/forwards-auth/shared/doc"), 1);
+}
+
+/// Regression: a credential sent on a public route went on to the shield and the origin.
+/// Unless the route forwards it, the edge drops it: nothing upstream sees it, and the request
+/// is answered from the copy everyone shares.
+#[test]
+fn authorization_on_a_public_route_stops_at_the_edge() {
+    let origin = whose_origin();
+    let (_dir, stack) = Stack::before(&origin);
+    let url = stack.url("/public/doc");
+    for token in ["Bearer a", "Basic Og==", "Bearer b"] {
+        let r = request("GET", &url, &[("authorization", token)]);
+        assert_eq!(&r.body[..], b"anonymous", "{token}");
+    }
+    assert_eq!(&get(&url).body[..], b"anonymous");
+    assert_eq!(origin.count("/public/doc"), 1, "one copy for all");
+    assert!(
+        origin
+            .seen()
+            .iter()
+            .all(|s| s.header("authorization").is_none()),
+        "no credential reached the origin"
+    );
 }
 
 #[test]

@@ -341,3 +341,39 @@ fn the_shipped_routes_keep_the_registry_behind_its_auth() {
         "the catch-all serves its own folder"
     );
 }
+
+/// Regression: the edge answered the health probe's path to anyone, before its rate limits
+/// and with no log line; proxied, the shield would answer it for the edge. Now it is answered
+/// only to the tier in front (with its secret), and a client at the edge gets a logged 404.
+#[test]
+fn the_health_path_is_the_tiers_own() {
+    let root = origin_dir(&[("a.txt", "a")]);
+    let stack = Stack::start(StackOptions::new(Backend::Local(root.path().to_owned())));
+    let path = "/.well-known/cdn-health";
+    let answered = testkit::answered(stack.edge_admin);
+    for target in [
+        path.to_owned(),
+        format!("http://127.0.0.1{path}"),
+        "/.well-known/cdn%2Dhealth".into(),
+    ] {
+        let r = testkit::raw_request(stack.edge, "GET", &target, &[]);
+        assert_eq!(r.status, 404, "{target}");
+        assert_ne!(r.body, b"ok", "{target}");
+    }
+    assert_eq!(
+        testkit::answered(stack.edge_admin),
+        answered + 3,
+        "counted and logged"
+    );
+    for addr in [stack.shield, stack.origin] {
+        assert_eq!(
+            testkit::raw_request(addr, "GET", path, &[]).status,
+            403,
+            "{addr}"
+        );
+        let secret = stack.tier_header(addr);
+        let headers: Vec<(&str, &str)> = secret.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let probe = testkit::raw_request(addr, "GET", path, &headers);
+        assert_eq!((probe.status, &probe.body[..]), (200, &b"ok"[..]), "{addr}");
+    }
+}
