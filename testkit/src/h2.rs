@@ -20,6 +20,8 @@ pub struct H2Request {
     /// Whether the stream is ended after the body; `false` leaves it open, as a client that
     /// never finishes sending does.
     pub end: bool,
+    /// Further header fields.
+    pub headers: Vec<(String, String)>,
 }
 
 impl H2Request {
@@ -31,7 +33,14 @@ impl H2Request {
             content_length: None,
             body: Vec::new(),
             end: true,
+            headers: Vec::new(),
         }
+    }
+
+    /// The same with one more header field.
+    pub fn header(mut self, name: &str, value: &str) -> H2Request {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
     }
 }
 
@@ -64,6 +73,9 @@ pub fn exchange(
                 .uri(format!("https://{name}{}", r.path));
             if let Some(length) = r.content_length {
                 req = req.header(http::header::CONTENT_LENGTH, length);
+            }
+            for (name, value) in &r.headers {
+                req = req.header(name.as_str(), value.as_str());
             }
             let req = req.body(()).expect("a request");
             let header_ends = r.body.is_empty() && r.end;

@@ -596,6 +596,7 @@ impl Stack {
              \x20 - prefix: /_cdn/\n    ttl: 1s\n    cache: false\n\
              \x20 - prefix: /sliced/\n    ttl: 1h\n    slice: 8MiB\n\
              \x20 - prefix: /sliced-short/\n    ttl: 1s\n    slice: 64KiB\n\
+             \x20 - prefix: /sliced-private/\n    ttl: 1h\n    auth: true\n    slice: 64KiB\n\
              \x20 - prefix: /short/\n    ttl: 1s\n  - prefix: /nocache/\n    ttl: 1h\n    cache: false\n  - prefix: /q/\n    ttl: 1h\n    query: [v]\n  - prefix: /writes/\n    ttl: 1h\n    pass_writes: true\n  - prefix: /forwards-auth/\n    ttl: 1h\n    forward_authorization: true\n  - prefix: /\n    ttl: 1h\n",
             origin = w.origin.traffic,
             origin_admin = admin(w.origin),

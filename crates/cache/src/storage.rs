@@ -90,6 +90,16 @@ impl HybridStorage {
         self.hybrid.in_memory(key)
     }
 
+    /// The fields a lookup of `key` (a combined hash) would find, with no body read: the
+    /// running fill's, or the stored copy's (from memory, or read and checked off the disk).
+    pub async fn stored_meta(&self, key: &HashBinary) -> Option<CacheMeta> {
+        if let Some(fill) = self.fills.newest(key) {
+            return Some(fill.meta.cache_meta());
+        }
+        let found = self.hybrid.lookup(*key).await.ok()??;
+        Some(found.0)
+    }
+
     /// Whether a fill of `key` is running, or the object is stored: something a lookup that
     /// missed moments ago would now find.
     pub fn arrived_since_lookup(&self, key: &HashBinary) -> bool {

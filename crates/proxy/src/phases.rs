@@ -7,7 +7,7 @@ use crate::outcome;
 use crate::packages::{self, Integrity, TarballUrls};
 use crate::quick;
 use crate::respond::{self, Headers};
-use crate::slices::{self, Assembler};
+use crate::slices::{self, Assembler, Report};
 use crate::upstream::{HealthChecks, Order, Upstreams};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -47,8 +47,8 @@ pub struct TierProxy {
     trust_request_id: bool,
     send_timeout: Duration,
     min_send_rate: Option<usize>,
-    /// Asks this tier for slices, once it knows its own listener.
-    slices: Option<Assembler>,
+    /// Answers sliced routes from slices asked of this tier, inside the process.
+    slices: Assembler,
     /// Requests that may stream one fill; past it, 503.
     max_waiters: usize,
 }
@@ -84,22 +84,11 @@ impl TierProxy {
             min_send_rate: config
                 .min_send_rate
                 .map(|r| usize::try_from(r).unwrap_or(usize::MAX)),
-            slices: None,
+            // A slice may wait for another's fetch (up to the lock wait, an upstream timeout)
+            // and then fetch itself, possibly twice.
+            slices: Assembler::new(storage, config.upstream_timeout * 3),
             max_waiters: config.max_waiters,
         }
-    }
-
-    /// Answers sliced routes by asking the traffic listener at `own` (this tier's) for slices.
-    pub fn answering_at(mut self, own: std::net::SocketAddr) -> Self {
-        // A slice may wait for another's fetch (up to the lock wait, an upstream timeout) and
-        // then fetch itself, possibly twice.
-        let secret = self.trust.presents.as_ref().map(|s| s.value());
-        self.slices = Some(Assembler::new(
-            own,
-            self.upstreams.read_timeout() * 3,
-            secret,
-        ));
-        self
     }
 
     /// Whether `max_waiters` requests already wait for, or stream, the fetch of the object
@@ -147,7 +136,7 @@ impl TierProxy {
             // Its body is rewritten on the way out (`response_body_filter`).
             return Ok(false);
         }
-        ctx.quick = true;
+        ctx.settled = true;
         ctx.looked_up = true;
         ctx.outcome = Outcome {
             cache: CacheUse::Hit,
@@ -170,6 +159,52 @@ impl TierProxy {
             }
         }
         Ok(true)
+    }
+
+    /// Answers a client's GET of a sliced object from its slices, asked of this tier as
+    /// subrequests; the assembled header goes through this tier's `response_filter` like every
+    /// answer's.
+    async fn answer_from_slices(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        size: u64,
+    ) -> Result<bool> {
+        let Some(admitted) = ctx.admitted.as_ref() else {
+            return Ok(false);
+        };
+        let assembly = self
+            .slices
+            .plan(session, admitted, size, &ctx.request_id)
+            .await?;
+        ctx.settled = true;
+        ctx.looked_up = true;
+        ctx.outcome = assembly.report.outcome;
+        ctx.upstream = assembly.report.upstream.clone();
+        let mut header = assembly.header.clone();
+        self.response_filter(session, &mut header, ctx).await?;
+        session
+            .write_response_header(header, assembly.header_only)
+            .await?;
+        self.slices.stream(session, assembly).await?;
+        Ok(true)
+    }
+
+    /// One of this tier's slice subrequests, asked by a client's request that was already
+    /// judged (secret, route, gate): a plain GET of one slice, admitted as it is.
+    fn slice_subrequest(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let Some(order) = slices::order(session) else {
+            return Ok(false);
+        };
+        ctx.slice = Some(order.slice);
+        ctx.request_id = order.request_id.clone();
+        ctx.report = Some(order.report.clone());
+        let admitted =
+            admission::admit(session.req_header(), None, &self.routes, &Open).map_err(|e| {
+                Error::because(pingora::ErrorType::InternalError, "a slice subrequest", e)
+            })?;
+        ctx.admitted = Some(admitted);
+        Ok(false)
     }
 
     /// Answers this request with `error` (this tier's own answer, in the form its route's
@@ -241,9 +276,12 @@ pub struct Ctx {
     integrity: Option<Integrity>,
     /// The packument's tarball URLs being pointed at the client's host (edge).
     tarball_urls: Option<TarballUrls>,
-    /// Answered from the memory tier before pingora-cache (`quick`): the outcome is set, not
+    /// Answered before pingora-cache (a memory hit, `quick`; slices): the outcome is set, not
     /// read off pingora-cache's phase.
-    quick: bool,
+    settled: bool,
+    /// This request is one of this tier's slice subrequests: its answer is raw (not dressed,
+    /// not logged), and what its fetch did goes here, for the request that asked.
+    report: Option<std::sync::Arc<std::sync::Mutex<Report>>>,
 }
 
 impl Ctx {
@@ -281,8 +319,14 @@ impl ProxyHttp for TierProxy {
             upstream_method: None,
             integrity: None,
             tarball_urls: None,
-            quick: false,
+            settled: false,
+            report: None,
         }
+    }
+
+    /// A client's GET may be answered from slices, asked of this tier as subrequests.
+    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &Ctx) -> bool {
+        session.subrequest_ctx.is_none() && session.req_header().method == http::Method::GET
     }
 
     async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
@@ -309,6 +353,9 @@ impl ProxyHttp for TierProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if slices::order(session).is_some() {
+            return self.slice_subrequest(session, ctx);
+        }
         let incoming = session
             .req_header()
             .headers
@@ -333,21 +380,15 @@ impl ProxyHttp for TierProxy {
             respond::probe(session).await?;
             return Ok(true);
         }
-        // This tier's own slice requests were let through the gate as the client's request;
-        // a slice is honoured from them, and from the tier in front where one is required.
-        let own = self
-            .slices
-            .as_ref()
-            .is_some_and(|a| a.is_own(session.req_header()));
+        // A slice is honoured from the tier in front, where one is required (its secret is
+        // checked below); from anyone else the field is dropped.
         let asked_slice = session
             .req_header()
             .headers
             .get(slice::HEADER)
             .and_then(|v| Slice::parse(v.as_bytes()));
-        for name in [slices::INTERNAL, slice::HEADER] {
-            session.req_header_mut().remove_header(name);
-        }
-        if own || self.trust.accepts.is_some() {
+        session.req_header_mut().remove_header(slice::HEADER);
+        if self.trust.accepts.is_some() {
             ctx.slice = asked_slice;
         }
         if ctx.slice.is_some() {
@@ -356,11 +397,14 @@ impl ProxyHttp for TierProxy {
                 session.req_header_mut().remove_header(&name);
             }
         }
-        let gate: &dyn Gate = if own { &Open } else { self.gate.as_ref() };
-        let admitted = self
-            .trust
-            .check(session.req_header())
-            .and_then(|()| admission::admit(session.req_header(), client, &self.routes, gate));
+        let admitted = self.trust.check(session.req_header()).and_then(|()| {
+            admission::admit(
+                session.req_header(),
+                client,
+                &self.routes,
+                self.gate.as_ref(),
+            )
+        });
         match admitted {
             Ok(admitted) => {
                 if matches!(admitted.pass, Pass::Authenticated | Pass::Anonymous) {
@@ -378,15 +422,9 @@ impl ProxyHttp for TierProxy {
                 let sliced = admitted.policy.slice.filter(|_| {
                     ctx.slice.is_none() && session.req_header().method == http::Method::GET
                 });
-                let target = admitted.upstream_target.clone();
                 ctx.admitted = Some(admitted);
-                match (sliced, &self.slices) {
-                    (Some(size), Some(assembler)) => {
-                        assembler
-                            .answer(session, &target, size, &ctx.request_id)
-                            .await?;
-                        Ok(true)
-                    }
+                match sliced {
+                    Some(size) => self.answer_from_slices(session, ctx, size).await,
                     _ if self.too_many_waiters(ctx) => {
                         let busy = cdn_http::HttpError::Unavailable { retry_after: 1 };
                         self.refuse(session, ctx, &busy).await
@@ -724,8 +762,17 @@ impl ProxyHttp for TierProxy {
         if resp.status.is_informational() {
             return Ok(());
         }
-        if !ctx.quick {
+        if !ctx.settled {
             outcome::settle(session, &mut ctx.outcome, ctx.looked_up);
+        }
+        if let Some(report) = &ctx.report {
+            // A slice subrequest's answer is the asking request's to dress.
+            Report {
+                outcome: ctx.outcome,
+                upstream: ctx.upstream.clone(),
+            }
+            .put(report);
+            return Ok(());
         }
         if self.tier == Tier::Edge {
             // Aimed at the CDN's tiers (RFC 9213): clients never see it.
@@ -821,11 +868,12 @@ impl ProxyHttp for TierProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        if ctx.probe {
+        if ctx.probe || ctx.report.is_some() {
+            // A probe is not a request; a slice subrequest is part of the one that asked.
             return;
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        if !ctx.quick {
+        if !ctx.settled {
             outcome::settle(session, &mut ctx.outcome, ctx.looked_up);
         }
         let req = session.req_header();

@@ -1,223 +1,470 @@
 //! Objects on a route with `slice` set, fetched and cached as slices (see `cdn_http::slice`).
 //!
-//! A GET from a client is answered here, before the cache: the tier asks itself, on its own
-//! traffic listener, for the slices the request covers, one after the other, and streams the
-//! bytes asked for. Each slice request goes through the tier like any other (looked up under
-//! the object's key plus the slice, collapsed, filled from upstream with a `Range` for exactly
-//! its bytes), so a range moves only the slices it covers, and each slice is kept and
-//! revalidated on its own. The slices a request asks of itself carry a token only this tier
-//! knows, which admits them past the gate: the client's request was already let through.
+//! A GET from a client is answered in `request_filter`, before the cache: the tier asks itself
+//! for the slices the request covers, one after the other, as subrequests run inside this
+//! process (Pingora's subrequests: each goes through every phase as a client's request does,
+//! and its answer comes back over a channel), and streams the bytes asked for. Each slice is
+//! looked up under the object's key plus the slice, collapsed, and filled from upstream with a
+//! `Range` for exactly its bytes, so a range moves only the slices it covers, and each slice is
+//! kept and revalidated on its own. What makes a request a slice subrequest is its [`Order`],
+//! in the subrequest's context, which only this process sets: nothing a client sends does.
 //!
-//! At a tier asked for a slice (by itself, or by the edge in front): [`upstream_answer`] makes
-//! the upstream's 206 for the slice's bytes a 200 of those bytes that names the whole length.
+//! The slices' own answers are raw: not dressed, not logged; each reports what its fetch did
+//! ([`Report`]) to the request that asked. The assembled answer's header is built here from
+//! the first slice's, then goes through the tier's response step like every answer it sends.
+//!
+//! A fresh stored first slice says the object's length and validators before anything is
+//! fetched: a range past the end, or a precondition that holds, is answered from it. An
+//! object not stored yet that answers a range past its end with a 416 has its first slice
+//! fetched (and kept) to say its length.
+//!
+//! At a tier asked for a slice by the edge in front: [`upstream_answer`] makes the upstream's
+//! 206 for the slice's bytes a 200 of those bytes that names the whole length.
 
+use crate::admission::Admitted;
 use bytes::Bytes;
+use cdn_cache::HybridStorage;
 use cdn_http::conditional::Validators;
 use cdn_http::range::{self, RangeRequest};
 use cdn_http::slice::{self, Slice};
-use cdn_http::Secret;
-use pingora::connectors::http::Connector;
+use cdn_observe::decorate::UpstreamEntries;
+use cdn_observe::{CacheUse, Outcome};
+use pingora::cache::key::CacheHashKey;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::protocols::http::client::HttpSession;
-use pingora::proxy::Session;
-use pingora::upstreams::peer::HttpPeer;
+use pingora::protocols::http::subrequest::server::SubrequestHandle;
+use pingora::protocols::http::v1::client::http_req_header_to_wire;
+use pingora::protocols::http::{HttpTask, ServerSession};
+use pingora::proxy::{subrequest, Session};
 use pingora::{Error, ErrorType, Result};
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-/// The header a tier's own slice requests carry its token in.
-pub const INTERNAL: &str = "cdn-internal";
+/// What a slice subrequest is asked for, set by the request that spawns it.
+pub struct Order {
+    pub slice: Slice,
+    /// The asking request's id: one request, one id, in every tier's log.
+    pub request_id: String,
+    /// Where the subrequest tells what its fetch did.
+    pub report: Arc<Mutex<Report>>,
+}
 
-/// What a tier needs to ask itself for slices.
+/// What one slice's fetch did, for the `Cache-Status` and the log line of the request that
+/// asked for it.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub upstream: UpstreamEntries,
+}
+
+impl Report {
+    /// Put where the asking request reads it.
+    pub fn put(self, into: &Mutex<Report>) {
+        *into.lock().unwrap_or_else(|e| e.into_inner()) = self;
+    }
+}
+
+/// The order of a slice subrequest, if `session` is one of this tier's.
+pub fn order(session: &Session) -> Option<&Order> {
+    session
+        .subrequest_ctx
+        .as_ref()?
+        .user_ctx()?
+        .downcast_ref::<Order>()
+}
+
+/// The session a slice subrequest is made from: a plain HTTP/1.1 GET of the object, read off
+/// memory. Nothing of the client's request comes along (its credentials, preconditions, range
+/// and cache directives were judged by the request that asked), whatever protocol it came in.
+async fn asking(target: &str) -> Result<ServerSession> {
+    let mut req = RequestHeader::build("GET", target.as_bytes(), None)?;
+    req.insert_header(http::header::HOST, "localhost")?;
+    let wire = http_req_header_to_wire(&req)
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "a slice's request line"))?;
+    let mut session = ServerSession::new_http1(Box::new(std::io::Cursor::new(wire.to_vec())));
+    session.read_request().await?;
+    Ok(session)
+}
+
+/// Answers a client's GET of a sliced object from slices asked of this tier.
 pub struct Assembler {
-    own: SocketAddr,
-    token: Secret,
-    connector: Connector,
+    storage: &'static HybridStorage,
+    /// How long each read of a slice's answer may wait.
     timeout: Duration,
 }
 
+/// The answer to a client's GET of a sliced object: its header, to be dressed and sent, then
+/// the body to stream after it.
+pub struct Assembly {
+    pub header: Box<ResponseHeader>,
+    /// The header ends the answer (no body follows).
+    pub header_only: bool,
+    /// What the fetches did, for this request's `Cache-Status` and log line.
+    pub report: Report,
+    body: Body,
+}
+
+enum Body {
+    None,
+    Empty,
+    /// An upstream answer that is not a slice's (an error, a missing object), as it came.
+    Relay(Fetched),
+    /// These bytes of the object, from its slices; the first one needed may already be here.
+    Span {
+        span: Range<u64>,
+        size: u64,
+        total: u64,
+        etag: Option<http::HeaderValue>,
+        target: String,
+        request_id: String,
+        fetched: Option<Fetched>,
+    },
+}
+
 impl Assembler {
-    /// Slices are asked of the listener at `own` (an unspecified address means loopback);
-    /// each read waits at most `timeout`. The token is derived from `secret` (the one this tier
-    /// presents upstream) when it has one, so that a process started by a graceful upgrade,
-    /// which takes over the listener, knows the requests its predecessor still makes; else
-    /// it is random.
-    pub fn new(own: SocketAddr, timeout: Duration, secret: Option<&str>) -> Assembler {
-        let own = if own.ip().is_unspecified() {
-            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), own.port())
-        } else {
-            own
-        };
-        let token = match secret {
-            Some(secret) => format!("{secret}.self"),
-            None => format!(
-                "{:032x}{:032x}",
-                rand::random::<u128>(),
-                rand::random::<u128>()
-            ),
-        };
-        Assembler {
-            own,
-            token: Secret::new(&token).expect("a token of hex digits"),
-            connector: Connector::new(None),
-            timeout,
-        }
+    /// Slices are asked of this tier (whose storage holds them); each read waits at most
+    /// `timeout`.
+    pub fn new(storage: &'static HybridStorage, timeout: Duration) -> Assembler {
+        Assembler { storage, timeout }
     }
 
-    /// Whether a request is one of this tier's own slice requests.
-    pub fn is_own(&self, req: &RequestHeader) -> bool {
-        req.headers
-            .get(INTERNAL)
-            .is_some_and(|v| self.token.admits(Some(v.as_bytes())))
-    }
-
-    /// Answers a client's GET of `target` (the canonical target, encoded) from slices of
-    /// `size` bytes.
-    pub async fn answer(
+    /// Works out the answer to a client's GET of `admitted` from slices of `size` bytes,
+    /// fetching what it needs to know; `stream` sends its body once its header is sent.
+    pub async fn plan(
         &self,
         session: &mut Session,
-        target: &str,
+        admitted: &Admitted,
         size: u64,
         request_id: &str,
-    ) -> Result<()> {
-        let asked = session
-            .req_header()
+    ) -> Result<Assembly> {
+        let req = session.req_header();
+        let asked = req
             .headers
             .get(http::header::RANGE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         // The client's preconditions, judged against the first slice's validators.
-        let preconditions = session.req_header().headers.clone();
+        let preconditions = req.headers.clone();
+        let conditional = [http::header::IF_NONE_MATCH, http::header::IF_MODIFIED_SINCE]
+            .iter()
+            .any(|name| preconditions.contains_key(name));
+        let target = admitted.upstream_target.clone();
+        let first_slice = Slice { index: 0, size };
+        if asked.is_some() || conditional {
+            if let Some(stored) = self.stored(admitted, first_slice).await {
+                let plan = Plan::of(&stored.header, asked.as_deref(), &preconditions);
+                if let Some(plan @ (Plan::NotModified | Plan::Unsatisfiable)) = plan {
+                    let report = Report {
+                        outcome: Outcome {
+                            cache: CacheUse::Hit,
+                            fresh_until: Some(stored.fresh_until),
+                            ..Outcome::default()
+                        },
+                        upstream: UpstreamEntries::default(),
+                    };
+                    return Ok(plan.answer(&stored.header, report, None, size, target, request_id));
+                }
+            }
+        }
         // The first slice needed: the one holding the first byte asked for, when the range
         // says which without knowing the length.
         let start_hint = asked.as_deref().and_then(range::first_byte).unwrap_or(0);
         let mut first = self
-            .fetch(target, Slice::holding(start_hint, size), request_id)
+            .fetch(
+                session,
+                &target,
+                Slice::holding(start_hint, size),
+                request_id,
+            )
             .await?;
-        let Some(total) = first.total() else {
-            // Not sliced upstream (an error, a missing object): passed on as it is.
-            return first.relay(session).await;
+        if first.total().is_none() && first.header.status == 416 && first.slice.index > 0 {
+            // Past the end of an object not stored yet: its first slice says the length, and
+            // is kept to say it again.
+            first = self
+                .fetch(session, &target, first_slice, request_id)
+                .await?;
+        }
+        let report = first.report();
+        let Some(plan) = Plan::of(&first.header, asked.as_deref(), &preconditions) else {
+            // Not sliced upstream (an error, a missing object): passed on as it came.
+            let mut header = Box::new(first.header.clone());
+            header.remove_header(slice::TOTAL);
+            let header_only = matches!(header.status.as_u16(), 204 | 304);
+            let body = if header_only {
+                Body::None
+            } else {
+                Body::Relay(first)
+            };
+            return Ok(Assembly {
+                header,
+                header_only,
+                report,
+                body,
+            });
         };
+        let header = first.header.clone();
+        Ok(plan.answer(&header, report, Some(first), size, target, request_id))
+    }
+
+    /// Sends the body an assembly's header announced.
+    pub async fn stream(&self, session: &mut Session, assembly: Assembly) -> Result<()> {
+        match assembly.body {
+            Body::None => Ok(()),
+            Body::Empty => session.write_response_body(Some(Bytes::new()), true).await,
+            Body::Relay(mut answer) => {
+                while let Some(chunk) = answer.body(self.timeout).await? {
+                    session.write_response_body(Some(chunk), false).await?;
+                }
+                session.write_response_body(Some(Bytes::new()), true).await
+            }
+            Body::Span {
+                span,
+                size,
+                total,
+                etag,
+                target,
+                request_id,
+                fetched,
+            } => {
+                let last = Slice::holding(span.end - 1, size).index;
+                let mut at = Slice::holding(span.start, size);
+                let mut current = match fetched.filter(|f| f.slice == at) {
+                    Some(first) => first,
+                    // A range from the end: the slice fetched to learn the length is not the
+                    // first one needed.
+                    None => self.fetch(session, &target, at, &request_id).await?,
+                };
+                loop {
+                    current.check(etag.as_ref(), total)?;
+                    // This slice's bytes run from its first byte; send those inside the span.
+                    let mut offset = at.first_byte();
+                    while let Some(chunk) = current.body(self.timeout).await? {
+                        let (from, to) = (offset, offset + chunk.len() as u64);
+                        offset = to;
+                        let (keep_from, keep_to) = (from.max(span.start), to.min(span.end));
+                        if keep_from < keep_to {
+                            let piece =
+                                chunk.slice((keep_from - from) as usize..(keep_to - from) as usize);
+                            session.write_response_body(Some(piece), false).await?;
+                        }
+                    }
+                    let expected_end = (at.first_byte() + size).min(total);
+                    if offset != expected_end {
+                        return Error::e_explain(ErrorType::ReadError, "a slice ended short");
+                    }
+                    if at.index == last {
+                        break;
+                    }
+                    at.index += 1;
+                    current = self.fetch(session, &target, at, &request_id).await?;
+                }
+                session.write_response_body(Some(Bytes::new()), true).await
+            }
+        }
+    }
+
+    /// The stored first slice's header, when it is fresh (a fill of it running counts).
+    async fn stored(&self, admitted: &Admitted, first: Slice) -> Option<Stored> {
+        let key = admitted.slice_key(first).combined_bin();
+        let meta = self.storage.stored_meta(&key).await?;
+        let now = SystemTime::now();
+        if !meta.is_fresh(now) {
+            return None;
+        }
+        let header = meta.response_header();
+        header.headers.contains_key(slice::TOTAL).then(|| Stored {
+            header: header.clone(),
+            fresh_until: meta.fresh_until(),
+        })
+    }
+
+    /// Asks this tier for one slice, as a subrequest of the client's request; returns once
+    /// its header is in.
+    async fn fetch(
+        &self,
+        session: &Session,
+        target: &str,
+        slice: Slice,
+        request_id: &str,
+    ) -> Result<Fetched> {
+        let spawner = session.subrequest_spawner.as_ref().ok_or_else(|| {
+            Error::explain(ErrorType::InternalError, "no subrequests for this request")
+        })?;
+        let report = Arc::new(Mutex::new(Report::default()));
+        let order = Order {
+            slice,
+            request_id: request_id.to_owned(),
+            report: report.clone(),
+        };
+        let ctx = subrequest::Ctx::builder().user_ctx(Box::new(order)).build();
+        let (subrequest, mut handle) = spawner.create_subrequest(&asking(target).await?, ctx);
+        tokio::spawn(subrequest.run());
+        loop {
+            match next(&mut handle, self.timeout).await? {
+                HttpTask::Header(header, end) if !header.status.is_informational() => {
+                    return Ok(Fetched {
+                        slice,
+                        header: *header,
+                        handle,
+                        report,
+                        done: end,
+                    });
+                }
+                HttpTask::Header(..) => {}
+                HttpTask::Failed(e) => return Err(e),
+                _ => {
+                    return Error::e_explain(
+                        ErrorType::ReadError,
+                        "a slice's body before its header",
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// A stored slice's header, and until when it is fresh.
+struct Stored {
+    header: ResponseHeader,
+    fresh_until: SystemTime,
+}
+
+/// What a request asks of an object, once its first slice's header is known.
+enum Plan {
+    NotModified,
+    Unsatisfiable,
+    Full,
+    Bytes(Range<u64>),
+}
+
+impl Plan {
+    /// The plan for a request (its `Range`, its preconditions) against a slice's header;
+    /// `None` when the header is not a slice's.
+    fn of(
+        first: &ResponseHeader,
+        asked: Option<&str>,
+        preconditions: &http::HeaderMap,
+    ) -> Option<Plan> {
+        let total = total_of(first)?;
+        let validators = Validators::of_response(&first.headers);
+        if validators.not_modified(preconditions) {
+            return Some(Plan::NotModified);
+        }
         // `If-Range`: the range holds only for the version it names; for any other, the whole
         // object (RFC 9110 §13.1.5).
-        let validators = Validators::of_response(&first.header.headers);
-        let range_holds = validators.if_range_holds(&preconditions);
-        let etag = first.header.headers.get(http::header::ETAG).cloned();
-        let wanted = match asked.as_deref().filter(|_| range_holds) {
-            None => RangeRequest::Full,
-            Some(a) => range::parse(a, total),
-        };
-        let span = match &wanted {
-            RangeRequest::Full => 0..total,
-            RangeRequest::Bytes(r) => r.clone(),
-            RangeRequest::Unsatisfiable => 0..0,
-        };
-        let mut resp = first.header.clone();
+        let range_holds = validators.if_range_holds(preconditions);
+        Some(match asked.filter(|_| range_holds) {
+            None => Plan::Full,
+            Some(a) => match range::parse(a, total) {
+                RangeRequest::Full => Plan::Full,
+                RangeRequest::Bytes(r) => Plan::Bytes(r),
+                RangeRequest::Unsatisfiable => Plan::Unsatisfiable,
+            },
+        })
+    }
+
+    /// The answer this plan makes of an object whose first slice answered `first`.
+    fn answer(
+        self,
+        first: &ResponseHeader,
+        report: Report,
+        fetched: Option<Fetched>,
+        size: u64,
+        target: String,
+        request_id: &str,
+    ) -> Assembly {
+        let total = total_of(first).unwrap_or_default();
+        let mut header = Box::new(first.clone());
         for name in [
             http::header::CONTENT_LENGTH,
             http::header::CONTENT_RANGE,
             http::header::TRANSFER_ENCODING,
         ] {
-            resp.remove_header(&name);
+            header.remove_header(&name);
         }
-        resp.remove_header(slice::TOTAL);
-        resp.insert_header(http::header::ACCEPT_RANGES, "bytes")?;
-        if validators.not_modified(&preconditions) {
-            resp.set_status(304)?;
-            session.write_response_header(Box::new(resp), true).await?;
-            return Ok(());
-        }
-        match wanted {
-            RangeRequest::Unsatisfiable => {
-                resp.set_status(416)?;
-                resp.insert_header(http::header::CONTENT_RANGE, format!("bytes */{total}"))?;
-                resp.insert_header(http::header::CONTENT_LENGTH, 0)?;
-                session.write_response_header(Box::new(resp), true).await?;
-                return Ok(());
+        header.remove_header(slice::TOTAL);
+        let _ = header.insert_header(http::header::ACCEPT_RANGES, "bytes");
+        let set = |header: &mut ResponseHeader, status: u16, length: u64| {
+            let _ = header.set_status(status);
+            let _ = header.insert_header(http::header::CONTENT_LENGTH, length);
+        };
+        let span = match self {
+            Plan::NotModified => {
+                let _ = header.set_status(304);
+                return Assembly {
+                    header,
+                    header_only: true,
+                    report,
+                    body: Body::None,
+                };
             }
-            RangeRequest::Bytes(ref r) => {
-                resp.set_status(206)?;
-                resp.insert_header(
+            Plan::Unsatisfiable => {
+                set(&mut header, 416, 0);
+                let _ =
+                    header.insert_header(http::header::CONTENT_RANGE, format!("bytes */{total}"));
+                return Assembly {
+                    header,
+                    header_only: true,
+                    report,
+                    body: Body::None,
+                };
+            }
+            Plan::Full => {
+                set(&mut header, 200, total);
+                0..total
+            }
+            Plan::Bytes(r) => {
+                set(&mut header, 206, r.end - r.start);
+                let _ = header.insert_header(
                     http::header::CONTENT_RANGE,
                     format!("bytes {}-{}/{total}", r.start, r.end - 1),
-                )?;
+                );
+                r
             }
-            RangeRequest::Full => resp.set_status(200)?,
-        }
-        resp.insert_header(http::header::CONTENT_LENGTH, span.end - span.start)?;
-        session.write_response_header(Box::new(resp), false).await?;
-        if span.is_empty() {
-            session
-                .write_response_body(Some(Bytes::new()), true)
-                .await?;
-            return Ok(());
-        }
-
-        let last = Slice::holding(span.end - 1, size).index;
-        let mut at = Slice::holding(span.start, size);
-        if at.index != first.slice.index {
-            // A range from the end: the slice fetched to learn the length is not the first
-            // one needed.
-            first.release(&self.connector).await;
-            first = self.fetch(target, at, request_id).await?;
-            first.check(etag.as_ref(), total)?;
-        }
-        let mut current = first;
-        loop {
-            // This slice's bytes run from its first byte; send those inside the span.
-            let mut offset = at.first_byte();
-            while let Some(chunk) = current.body().await? {
-                let (from, to) = (offset, offset + chunk.len() as u64);
-                offset = to;
-                let (keep_from, keep_to) = (from.max(span.start), to.min(span.end));
-                if keep_from < keep_to {
-                    let piece = chunk.slice((keep_from - from) as usize..(keep_to - from) as usize);
-                    session.write_response_body(Some(piece), false).await?;
-                }
+        };
+        let body = if span.is_empty() {
+            Body::Empty
+        } else {
+            Body::Span {
+                span,
+                size,
+                total,
+                etag: first.headers.get(http::header::ETAG).cloned(),
+                target,
+                request_id: request_id.to_owned(),
+                fetched,
             }
-            let expected_end = (at.first_byte() + size).min(total);
-            if offset != expected_end {
-                return Error::e_explain(ErrorType::ReadError, "a slice ended short");
-            }
-            current.release(&self.connector).await;
-            if at.index == last {
-                break;
-            }
-            at.index += 1;
-            current = self.fetch(target, at, request_id).await?;
-            current.check(etag.as_ref(), total)?;
-        }
-        session
-            .write_response_body(Some(Bytes::new()), true)
-            .await?;
-        Ok(())
-    }
-
-    /// Asks this tier for one slice; returns once its header is in.
-    async fn fetch(&self, target: &str, slice: Slice, request_id: &str) -> Result<Fetched> {
-        let peer = HttpPeer::new(self.own, false, String::new());
-        let (mut http, _reused) = self.connector.get_http_session(&peer).await?;
-        let mut req = RequestHeader::build("GET", target.as_bytes(), None)?;
-        req.insert_header(http::header::HOST, "localhost")?;
-        req.insert_header(INTERNAL, self.token.value())?;
-        req.insert_header(slice::HEADER, slice.value())?;
-        req.insert_header(cdn_observe::request_id::HEADER, request_id)?;
-        http.set_read_timeout(Some(self.timeout));
-        http.set_write_timeout(Some(self.timeout));
-        http.write_request_header(Box::new(req)).await?;
-        http.finish_request_body().await?;
-        http.read_response_header().await?;
-        let header = http
-            .response_header()
-            .ok_or_else(|| Error::explain(ErrorType::ReadError, "no slice header"))?
-            .clone();
-        Ok(Fetched {
-            slice,
+        };
+        Assembly {
             header,
-            http: Some(http),
-            peer,
-            done: false,
-        })
+            header_only: false,
+            report,
+            body,
+        }
+    }
+}
+
+/// The whole object's length, if `header` is a slice's answer.
+fn total_of(header: &ResponseHeader) -> Option<u64> {
+    if header.status != 200 {
+        return None;
+    }
+    header
+        .headers
+        .get(slice::TOTAL)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The next task of a subrequest's answer, waiting at most `timeout`; a subrequest that ends
+/// without saying its answer is done is an error (its body was cut).
+async fn next(handle: &mut SubrequestHandle, timeout: Duration) -> Result<HttpTask> {
+    match tokio::time::timeout(timeout, handle.rx.recv()).await {
+        Err(_) => Error::e_explain(ErrorType::ReadTimedout, "a slice did not answer in time"),
+        Ok(None) => Error::e_explain(ErrorType::ReadError, "a slice ended short"),
+        Ok(Some(task)) => Ok(task),
     }
 }
 
@@ -225,24 +472,23 @@ impl Assembler {
 struct Fetched {
     slice: Slice,
     header: ResponseHeader,
-    http: Option<HttpSession>,
-    peer: HttpPeer,
+    handle: SubrequestHandle,
+    report: Arc<Mutex<Report>>,
     done: bool,
 }
 
 impl Fetched {
     /// The whole object's length, if this is a slice's answer.
     fn total(&self) -> Option<u64> {
-        if self.header.status != 200 {
-            return None;
-        }
-        self.header
-            .headers
-            .get(slice::TOTAL)?
-            .to_str()
-            .ok()?
-            .parse()
-            .ok()
+        total_of(&self.header)
+    }
+
+    /// What the slice's fetch did (its response step ran before its header was sent).
+    fn report(&self) -> Report {
+        self.report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A later slice must be of the same object: same length, same validator.
@@ -259,47 +505,21 @@ impl Fetched {
         }
     }
 
-    async fn body(&mut self) -> Result<Option<Bytes>> {
-        if self.done {
-            return Ok(None);
+    async fn body(&mut self, timeout: Duration) -> Result<Option<Bytes>> {
+        while !self.done {
+            match next(&mut self.handle, timeout).await? {
+                HttpTask::Body(chunk, end) => {
+                    self.done = end;
+                    if let Some(chunk) = chunk.filter(|c| !c.is_empty()) {
+                        return Ok(Some(chunk));
+                    }
+                }
+                HttpTask::Done => self.done = true,
+                HttpTask::Failed(e) => return Err(e),
+                _ => {}
+            }
         }
-        let Some(http) = self.http.as_mut() else {
-            return Ok(None);
-        };
-        let chunk = http.read_response_body().await?;
-        if chunk.is_none() {
-            self.done = true;
-        }
-        Ok(chunk)
-    }
-
-    /// Passes this answer on to the client as it is.
-    async fn relay(mut self, session: &mut Session) -> Result<()> {
-        let mut resp = self.header.clone();
-        resp.remove_header(slice::TOTAL);
-        let head_only = matches!(self.header.status.as_u16(), 204 | 304);
-        session
-            .write_response_header(Box::new(resp), head_only)
-            .await?;
-        if head_only {
-            return Ok(());
-        }
-        while let Some(chunk) = self.body().await? {
-            session.write_response_body(Some(chunk), false).await?;
-        }
-        session
-            .write_response_body(Some(Bytes::new()), true)
-            .await?;
-        Ok(())
-    }
-
-    /// Gives the connection back for the next slice, if its answer was read to the end.
-    async fn release(mut self, connector: &Connector) {
-        if let (Some(http), true) = (self.http.take(), self.done) {
-            connector
-                .release_http_session(http, &self.peer, Some(Duration::from_secs(60)))
-                .await;
-        }
+        Ok(None)
     }
 }
 

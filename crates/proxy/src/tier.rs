@@ -171,8 +171,7 @@ impl ProxyTier {
             trust,
             storage,
             metrics,
-        )
-        .answering_at(listen.traffic);
+        );
         let upstreams = proxy.upstreams();
         let health = proxy.health_checks(settings.health_check);
         let mut service =

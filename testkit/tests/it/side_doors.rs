@@ -166,6 +166,7 @@ fn http2_reads_with_a_body_are_refused_and_hold_nothing() {
             content_length: length,
             body: body.to_vec(),
             end,
+            headers: Vec::new(),
         }
     }
     let statuses = h2::exchange(
@@ -375,5 +376,77 @@ fn the_health_path_is_the_tiers_own() {
         let headers: Vec<(&str, &str)> = secret.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let probe = testkit::raw_request(addr, "GET", path, &headers);
         assert_eq!((probe.status, &probe.body[..]), (200, &b"ok"[..]), "{addr}");
+    }
+}
+
+/// Regression: the token that let a tier's own slice requests past its gate was the
+/// edge-to-shield secret plus `.self`; whoever learnt the secret read every `auth` route and
+/// the entitlement document without a credential, over HTTP/1.1 and HTTP/2. Slices are now
+/// asked inside the process: no header a client sends means anything of the kind.
+#[test]
+fn internal_headers_give_a_client_nothing() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new("internal");
+    let ca_pem = ca.write(&certs.path().join("ca.pem"));
+    let files = ca.issue(&["edge.test"]).write(certs.path(), "edge");
+    let sliced = testkit::pattern(150 << 10, 8);
+    let root = origin_dir(&[
+        ("private/secret.txt", b"secret".to_vec()),
+        ("sliced-private/s.bin", sliced.clone()),
+        ("sliced/s.bin", sliced),
+        ("_cdn/entitlements.json", br#"{"keys":[]}"#.to_vec()),
+    ]);
+    let mut options = StackOptions::new(Backend::Local(root.path().to_owned()));
+    options.tls = Some(EdgeTls::new(vec![files]));
+    let stack = Stack::start(options);
+    let tls = stack.edge_tls.expect("a TLS listener");
+    let secret = stack.tier_header(stack.shield)[0].1.clone();
+    let values = [
+        format!("{secret}.self"),
+        secret.clone(),
+        "self".into(),
+        "0".into(),
+    ];
+    let paths = [
+        "/private/secret.txt",
+        "/sliced-private/s.bin",
+        "/_cdn/entitlements.json",
+        "/sliced/s.bin",
+    ];
+    for path in paths {
+        let plain = testkit::raw_request(stack.edge, "GET", path, &[]);
+        assert!(
+            matches!(plain.status, 200 | 401 | 404),
+            "{path}: {}",
+            plain.status
+        );
+        let plain_h2 = h2::exchange(
+            tls,
+            "edge.test",
+            &ca_pem,
+            vec![H2Request::get(path)],
+            Duration::from_secs(10),
+        );
+        assert_eq!(plain_h2, [plain.status], "{path} over HTTP/2");
+        for value in &values {
+            let headers = [("cdn-internal", value.as_str()), ("cdn-slice", "0/65536")];
+            let r = testkit::raw_request(stack.edge, "GET", path, &headers);
+            assert_eq!(
+                (r.status, &r.body),
+                (plain.status, &plain.body),
+                "{path} with {value}"
+            );
+            let asked = H2Request::get(path)
+                .header("cdn-internal", value)
+                .header("cdn-slice", "0/65536");
+            let statuses = h2::exchange(
+                tls,
+                "edge.test",
+                &ca_pem,
+                vec![asked],
+                Duration::from_secs(10),
+            );
+            assert_eq!(statuses, [plain.status], "{path} with {value} over HTTP/2");
+        }
     }
 }

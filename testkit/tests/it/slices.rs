@@ -183,3 +183,108 @@ fn empty_and_small_objects_and_if_range() {
     );
     assert_eq!(r.status, 304);
 }
+
+/// A scripted origin serving `body` at every path, whole or by a single range (206), with a
+/// `CDN-Cache-Control` meant for the CDN's tiers only.
+fn ranged_origin(body: Vec<u8>) -> testkit::ScriptedOrigin {
+    testkit::ScriptedOrigin::start(move |seen: &testkit::Seen| {
+        let fields = [
+            ("cache-control", "public, max-age=600"),
+            ("cdn-cache-control", "max-age=600"),
+            ("etag", "\"v1\""),
+        ];
+        let range = seen
+            .header("range")
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+        match range {
+            Some((first, _)) if first >= body.len() => {
+                let total = format!("bytes */{}", body.len());
+                testkit::Canned::new(416, &[("content-range", total.as_str())], b"")
+            }
+            Some((first, last)) => {
+                let last = last.min(body.len() - 1);
+                let content_range = format!("bytes {first}-{last}/{}", body.len());
+                let mut fields = fields.to_vec();
+                fields.push(("content-range", &content_range));
+                testkit::Canned::new(206, &fields, &body[first..=last])
+            }
+            None => testkit::Canned::new(200, &fields, &body),
+        }
+    })
+}
+
+/// Regression: an answer assembled from slices skipped the edge's response step: an
+/// authorized caller's copy went out `public`, with `CDN-Cache-Control`.
+#[test]
+fn an_assembled_answer_passes_the_edges_response_step() {
+    let body = testkit::pattern(200 << 10, 6);
+    let origin = ranged_origin(body.clone());
+    let (_dir, stack) = Stack::before(&origin);
+    let token = stack.mint("k1", "ci", "path:/sliced-private/*", 60);
+    let bearer = format!("Bearer {token}");
+    for range in [None, Some("bytes=70000-70009")] {
+        let mut headers = vec![("authorization", bearer.as_str())];
+        headers.extend(range.map(|r| ("range", r)));
+        let r = request("GET", &stack.url("/sliced-private/a.bin"), &headers);
+        assert!(matches!(r.status, 200 | 206), "{}", r.status);
+        let cc = r.header("cache-control").unwrap_or("");
+        assert!(cc.contains("private"), "{range:?}: {cc}");
+        assert!(!cc.contains("public"), "{range:?}: {cc}");
+        assert_eq!(r.header("cdn-cache-control"), None, "{range:?}");
+        let entries: Vec<&str> = r.cache_status().split(", ").collect();
+        assert!(
+            entries.last().is_some_and(|e| e.starts_with("edge-pop; "))
+                && entries.iter().filter(|e| e.starts_with("edge-pop")).count() == 1,
+            "one Cache-Status list, the edge's entry last: {}",
+            r.cache_status()
+        );
+    }
+    assert_eq!(
+        request("GET", &stack.url("/sliced-private/a.bin"), &[]).status,
+        401
+    );
+}
+
+/// Regression: a 416 is not stored, so every new offset past the end of a sliced object went
+/// to the origin. Once the object's first slice is stored, its length answers them.
+#[test]
+fn ranges_past_the_end_are_answered_from_the_stored_length() {
+    let body = testkit::pattern(200 << 10, 7);
+    let root = testkit::origin_dir(&[("sliced/cold.bin", &body), ("sliced/warm.bin", &body)]);
+    let stack = Stack::start(StackOptions::new(Backend::Local(root.path().to_owned())));
+    let total = format!("bytes */{}", body.len());
+    let past = |path: &str, first: u64| {
+        let range = format!("bytes={first}-");
+        let r = request("GET", &stack.url(path), &[("range", &range)]);
+        assert_eq!(
+            (r.status, r.header("content-range")),
+            (416, Some(total.as_str())),
+            "{path} {range}"
+        );
+    };
+    // Stored whole first: no past-end range reaches the shield or the origin.
+    assert_eq!(
+        request("GET", &stack.url("/sliced/warm.bin"), &[]).status,
+        200
+    );
+    let (shield, origin) = (
+        testkit::answered(stack.shield_admin),
+        testkit::answered(stack.origin_admin),
+    );
+    for i in 0..20u64 {
+        past("/sliced/warm.bin", (200 << 10) + i * 9_000_000 + i);
+    }
+    assert_eq!(testkit::answered(stack.shield_admin), shield);
+    assert_eq!(testkit::answered(stack.origin_admin), origin);
+    // Cold: the first asks upstream, and the length it learns answers the rest.
+    for i in 0..20u64 {
+        past("/sliced/cold.bin", (300 << 10) + i * 17_000_000 + i);
+    }
+    let asked = testkit::answered(stack.origin_admin) - origin;
+    assert!(
+        asked <= 2,
+        "{asked} origin requests for 20 ranges past the end"
+    );
+}
