@@ -40,11 +40,11 @@ pub(crate) async fn answer<B>(
         npm::Request::Packument { name } => {
             let (packument, modified) =
                 read_packument(origin, store, &layout, &name, route).await?;
-            let abbreviated = wants_abbreviated(req);
-            let (doc, content_type) = if abbreviated {
+            let accept = req.headers().get_all(ACCEPT).iter().map(|v| v.as_bytes());
+            let (doc, content_type) = if npm::wants_abbreviated(accept) {
                 (npm::abbreviate(&packument), npm::ABBREVIATED)
             } else {
-                (packument, "application/json")
+                (packument, npm::FULL)
             };
             let mut headers = origin.headers(policy, Freshness::Route);
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -105,15 +105,6 @@ async fn read_packument(
     }
     npm::point_tarballs(&mut packument, &route.prefix);
     Ok((packument, meta.last_modified.into()))
-}
-
-/// Whether the client asked for the abbreviated packument (npm does, for installs).
-fn wants_abbreviated<B>(req: &Request<B>) -> bool {
-    req.headers()
-        .get_all(ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains(npm::ABBREVIATED))
 }
 
 /// A JSON document with an `ETag` of its own bytes.

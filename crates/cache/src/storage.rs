@@ -63,6 +63,21 @@ impl HybridStorage {
         dropped
     }
 
+    /// Whether a response may be stored under `key`: not a variant, a variant already stored,
+    /// or one more while its object has fewer than `max` (so variants a client invents in its
+    /// request fields cannot fill the cache, nor make the list copied on each store long). The
+    /// first variant seen takes the primary slot (pingora-cache's), the others a slot of
+    /// their own each, remembered here.
+    pub fn admits_variant(&self, key: &CacheKey, max: usize) -> bool {
+        if key.variance_bin().is_none() {
+            return true;
+        }
+        let combined = key.combined_bin();
+        self.variants
+            .get(&key.primary_bin())
+            .is_none_or(|known| known.len() + 1 < max || known.contains(&combined))
+    }
+
     /// Remembers a variant's key under its primary, for `invalidate`.
     fn remember_variant(&self, key: &CacheKey) {
         if key.variance_bin().is_none() {

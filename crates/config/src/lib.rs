@@ -216,6 +216,8 @@ pub struct CacheConfig {
     pub memory_bytes: u64,
     pub max_object_bytes: u64,
     pub disk: Option<DiskConfig>,
+    /// Most `Vary` variants stored under one object (at least 1).
+    pub max_variants: usize,
 }
 
 #[derive(Clone, Debug)]

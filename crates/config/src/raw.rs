@@ -248,6 +248,14 @@ pub(super) struct Cache {
     pub max_object: Option<ByteSize>,
     /// Disk tier: where and how much.
     pub disk: Option<Disk>,
+    /// Most `Vary` variants stored under one object; past it, a new variant is served
+    /// uncached (and counted), so request fields a client invents cannot fill the cache.
+    #[serde(default = "default_max_variants")]
+    pub max_variants: usize,
+}
+
+fn default_max_variants() -> usize {
+    16
 }
 
 #[derive(Deserialize)]

@@ -126,10 +126,17 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
                 format!("{max_object} is larger than {holder} ({})", ByteSize(room)),
             ));
         }
+        if c.max_variants == 0 {
+            return Err(fail(
+                &format!("{tier}.cache.max_variants"),
+                "must be at least 1".into(),
+            ));
+        }
         Ok(CacheConfig {
             memory_bytes: c.memory.0,
             max_object_bytes: max_object.0,
             disk,
+            max_variants: c.max_variants,
         })
     };
     let threads = |tier: &str, t: Option<usize>| match t {

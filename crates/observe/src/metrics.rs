@@ -94,6 +94,7 @@ pub struct Metrics {
     corrupt: IntCounter,
     disk_faults: IntCounter,
     integrity_failures: IntCounter,
+    variants_refused: IntCounter,
     /// Storage counters already added to the prometheus counters.
     seen: [AtomicU64; 4],
 }
@@ -196,6 +197,15 @@ impl Metrics {
             &["tier"],
         )
         .expect("valid counter");
+        let variants_refused = IntCounterVec::new(
+            Opts::new(
+                "cdn_cache_variants_refused_total",
+                "Responses not stored because their primary key already has the most Vary \
+                 variants allowed (cache.max_variants); served uncached",
+            ),
+            &["tier"],
+        )
+        .expect("valid counter");
         for c in [
             &duration as &dyn CloneCollector,
             &bytes,
@@ -209,6 +219,7 @@ impl Metrics {
             &corrupt,
             &disk_faults,
             &integrity_failures,
+            &variants_refused,
         ] {
             register(c.boxed());
         }
@@ -247,6 +258,7 @@ impl Metrics {
             corrupt: corrupt.with_label_values(&[tier]),
             disk_faults: disk_faults.with_label_values(&[tier]),
             integrity_failures: integrity_failures.with_label_values(&[tier]),
+            variants_refused: variants_refused.with_label_values(&[tier]),
             seen: Default::default(),
             registry,
         }
@@ -283,6 +295,11 @@ impl Metrics {
     /// An upstream body that did not hash to what it was expected to.
     pub fn integrity_failure(&self) {
         self.integrity_failures.inc();
+    }
+
+    /// A response not stored: its primary key has the most variants allowed.
+    pub fn variant_refused(&self) {
+        self.variants_refused.inc();
     }
 
     /// Brings the cache gauges and counters up to what the storage reports.
@@ -340,6 +357,7 @@ mod tests {
             "cdn_cache_evictions_total",
             "cdn_cache_corrupt_entries_total",
             "cdn_integrity_failures_total",
+            "cdn_cache_variants_refused_total",
         ] {
             assert!(text.contains(family), "{family} missing");
         }

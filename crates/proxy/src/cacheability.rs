@@ -19,8 +19,9 @@
 
 use cdn_config::{Heuristic, RoutePolicy};
 use pingora::cache::cache_control::{CacheControl, InterpretCacheControl};
-use pingora::cache::{CacheMeta, NoCacheReason, RespCacheable};
-use pingora::http::ResponseHeader;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheMeta, NoCacheReason, RespCacheable, VarianceBuilder};
+use pingora::http::{RequestHeader, ResponseHeader};
 use std::time::{Duration, SystemTime};
 
 pub const CDN_CACHE_CONTROL: &str = "cdn-cache-control";
@@ -203,6 +204,24 @@ pub fn vary_value(name: &str, values: http::header::GetAll<'_, http::HeaderValue
         members.dedup();
     }
     members.join(&b","[..])
+}
+
+/// The variant of a response with these fields that `req` asks for: the values of the request
+/// fields its `Vary` names (names lower-cased and sorted, so the order they are listed in is
+/// moot); `None` when it does not vary.
+pub fn variance(response: &http::HeaderMap, req: &RequestHeader) -> Option<HashBinary> {
+    let mut names: Vec<String> = list_members(response, http::header::VARY).collect();
+    if names.is_empty() {
+        return None;
+    }
+    names.sort();
+    names.dedup();
+    let mut variance = VarianceBuilder::new();
+    for name in names {
+        let value = vary_value(&name, req.headers.get_all(name.as_str()));
+        variance.add_owned_name_value(name, value);
+    }
+    variance.finalize()
 }
 
 /// Whether a stored response may answer a request that carries `Authorization` (§3.5).

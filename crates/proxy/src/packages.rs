@@ -18,7 +18,7 @@ use cdn_observe::Tier;
 use cdn_registry::digest::{Check, Expected, REPR_DIGEST};
 use cdn_registry::{npm, oci};
 use pingora::cache::CacheKey;
-use pingora::http::ResponseHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 
 /// What an admitted request on an npm route names.
 fn npm_request(admitted: &Admitted) -> Option<npm::Request> {
@@ -26,6 +26,19 @@ fn npm_request(admitted: &Admitted) -> Option<npm::Request> {
         return None;
     }
     npm::Request::parse(admitted.route_rest())
+}
+
+/// On an npm route, the request's `Accept` made the one value of the packument it asks for
+/// (`cdn_registry::npm::wants_abbreviated`): the stored packument varies on `Accept`, and two
+/// variants are all there are, whatever a client sends (2,000 invented values had made 2,000
+/// origin fetches and stored variants).
+pub fn canonical_accept(admitted: &Admitted, req: &mut RequestHeader) -> pingora::Result<()> {
+    if admitted.policy.naming != Naming::Npm {
+        return Ok(());
+    }
+    let accept = req.headers.get_all(http::header::ACCEPT);
+    let abbreviated = npm::wants_abbreviated(accept.iter().map(|v| v.as_bytes()));
+    req.insert_header(http::header::ACCEPT, npm::canonical_accept(abbreviated))
 }
 
 /// The body and the fields a tier's own answer with `status` takes instead of its plain text,

@@ -22,7 +22,7 @@ use pingora::cache::key::{CacheHashKey, HashBinary};
 use pingora::cache::lock::CacheKeyLockImpl;
 use pingora::cache::{
     CacheKey, CacheMeta, CacheOptionOverrides, ForcedFreshness, HitHandler, NoCacheReason,
-    RespCacheable, VarianceBuilder,
+    RespCacheable,
 };
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -51,6 +51,8 @@ pub struct TierProxy {
     slices: Assembler,
     /// Requests that may stream one fill; past it, 503.
     max_waiters: usize,
+    /// `Vary` variants stored under one object, at most.
+    max_variants: usize,
 }
 
 impl TierProxy {
@@ -88,6 +90,7 @@ impl TierProxy {
             // and then fetch itself, possibly twice.
             slices: Assembler::new(storage, config.upstream_timeout * 3),
             max_waiters: config.max_waiters,
+            max_variants: config.cache.max_variants,
         }
     }
 
@@ -419,6 +422,7 @@ impl ProxyHttp for TierProxy {
                     .req_header()
                     .headers
                     .contains_key(http::header::AUTHORIZATION);
+                packages::canonical_accept(&admitted, session.req_header_mut())?;
                 let sliced = admitted.policy.slice.filter(|_| {
                     ctx.slice.is_none() && session.req_header().method == http::Method::GET
                 });
@@ -476,27 +480,14 @@ impl ProxyHttp for TierProxy {
         Ok(ctx.key_of(admitted))
     }
 
-    /// The variant a request asks for: the values of the request fields the stored response's
-    /// `Vary` names (names lower-cased and sorted, so the order they are listed in is moot).
+    /// The variant a request asks for (`cacheability::variance`).
     fn cache_vary_filter(
         &self,
         meta: &CacheMeta,
         _ctx: &mut Ctx,
         req: &RequestHeader,
     ) -> Option<HashBinary> {
-        let mut names: Vec<String> =
-            cacheability::list_members(meta.headers(), http::header::VARY).collect();
-        if names.is_empty() {
-            return None;
-        }
-        names.sort();
-        names.dedup();
-        let mut variance = VarianceBuilder::new();
-        for name in names {
-            let value = cacheability::vary_value(&name, req.headers.get_all(name.as_str()));
-            variance.add_owned_name_value(name, value);
-        }
-        variance.finalize()
+        cacheability::variance(meta.headers(), req)
     }
 
     /// A request with `Authorization` is not answered from a copy unless the copy allows it.
@@ -623,7 +614,7 @@ impl ProxyHttp for TierProxy {
 
     fn response_cache_filter(
         &self,
-        _session: &Session,
+        session: &Session,
         resp: &ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<RespCacheable> {
@@ -645,6 +636,16 @@ impl ProxyHttp for TierProxy {
             ctx.authorization,
         );
         if let RespCacheable::Cacheable(meta) = &decision {
+            if let Some(variance) = cacheability::variance(meta.headers(), session.req_header()) {
+                let mut key = ctx.key_of(admitted);
+                key.set_variance_key(variance);
+                if !self.storage.admits_variant(&key, self.max_variants) {
+                    self.metrics.variant_refused();
+                    return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom(
+                        "too many variants",
+                    )));
+                }
+            }
             ctx.outcome.stored = true;
             ctx.outcome.fresh_until = Some(meta.fresh_until());
         }

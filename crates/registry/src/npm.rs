@@ -8,6 +8,27 @@ use serde_json::{Map, Value};
 
 /// The `Accept` value npm sends for the abbreviated packument, and its content type.
 pub const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
+/// The content type of the full packument, and the `Accept` it is asked by.
+pub const FULL: &str = "application/json";
+
+/// Which of the two packuments a request's `Accept` values ask for: the abbreviated one when
+/// npm's install type is named anywhere in them, else the full document. Every `Accept` comes
+/// down to one of the two, so a packument has two variants whatever clients send.
+pub fn wants_abbreviated<'a>(accept: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    let wanted = ABBREVIATED.as_bytes();
+    accept
+        .into_iter()
+        .any(|v| v.windows(wanted.len()).any(|w| w == wanted))
+}
+
+/// The one `Accept` value each packument is asked by.
+pub fn canonical_accept(abbreviated: bool) -> &'static str {
+    if abbreviated {
+        ABBREVIATED
+    } else {
+        FULL
+    }
+}
 
 /// What a path under the npm route names. Scoped names arrive decoded (`@scope/name`), so
 /// `@scope%2fname` and `@scope/name` name the same package.
@@ -391,6 +412,20 @@ fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_accept_asks_for_one_of_two_packuments() {
+        let asks = |values: &[&str]| wants_abbreviated(values.iter().map(|v| v.as_bytes()));
+        assert!(asks(&[
+            "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*"
+        ]));
+        assert!(asks(&["text/html", ABBREVIATED]));
+        assert!(!asks(&["application/json"]));
+        assert!(!asks(&["x/bust-1, application/json"]));
+        assert!(!asks(&[]));
+        assert_eq!(canonical_accept(true), ABBREVIATED);
+        assert_eq!(canonical_accept(false), FULL);
+    }
     use serde_json::json;
 
     #[test]

@@ -450,3 +450,78 @@ fn internal_headers_give_a_client_nothing() {
         }
     }
 }
+
+/// Regression: `Vary: Accept` split packuments without bound: 2,000 requests with invented
+/// `Accept` values made 2,000 origin fetches and 2,000 stored variants at each tier. Every
+/// `Accept` now comes down to the two packuments origin-adapter makes.
+#[test]
+fn invented_accept_values_make_two_packuments_at_most() {
+    let packument = r#"{"name":"left-pad","dist-tags":{"latest":"1.0.0"},"versions":{"1.0.0":{"name":"left-pad","version":"1.0.0","dist":{"tarball":"https://registry.example/left-pad/-/left-pad-1.0.0.tgz"}}}}"#;
+    // The private route: kept for an hour, so nothing is revalidated during the test.
+    let root = origin_dir(&[("npm-private/left-pad/package.json", packument)]);
+    let stack = Stack::start(StackOptions::new(Backend::Local(root.path().to_owned())));
+    let bearer = format!("Bearer {}", stack.mint("k1", "ci", "npm:*", 600));
+    let before = testkit::answered(stack.origin_admin);
+    let url = stack.url("/npm-private/left-pad");
+    for i in 0..2000 {
+        let (accept, expected) = if i % 10 == 0 {
+            (
+                format!("{}, x/bust-{i}", cdn_registry::npm::ABBREVIATED),
+                cdn_registry::npm::ABBREVIATED,
+            )
+        } else {
+            (format!("application/json, x/bust-{i}"), "application/json")
+        };
+        let r = testkit::request(
+            "GET",
+            &url,
+            &[("accept", &accept), ("authorization", &bearer)],
+        );
+        assert_eq!(r.status, 200, "{accept}");
+        assert_eq!(r.header("content-type"), Some(expected), "{accept}");
+    }
+    let fetched = testkit::answered(stack.origin_admin) - before;
+    assert!(fetched <= 2, "{fetched} origin fetches for one packument");
+}
+
+/// A response that varies on a field clients invent is stored for at most `max_variants`
+/// values of it (16 by default); past that, new values are served uncached, and counted.
+#[test]
+fn variants_past_the_bound_are_served_uncached_and_counted() {
+    let origin = testkit::ScriptedOrigin::start(|seen: &testkit::Seen| {
+        let flavour = seen.header("x-flavour").unwrap_or("none").to_owned();
+        testkit::Canned::new(
+            200,
+            &[("cache-control", "max-age=600"), ("vary", "X-Flavour")],
+            flavour.as_bytes(),
+        )
+    });
+    let (_dir, stack) = Stack::before(&origin);
+    let url = stack.url("/varies/doc");
+    let ask = |flavour: usize| {
+        let value = format!("f{flavour}");
+        let r = testkit::request("GET", &url, &[("x-flavour", &value)]);
+        assert_eq!(&r.body[..], value.as_bytes());
+        r
+    };
+    for flavour in 0..40 {
+        ask(flavour);
+    }
+    assert_eq!(origin.count("/varies/doc"), 40);
+    let hit = ask(3);
+    assert!(
+        hit.cache_status().starts_with("edge-pop; hit"),
+        "{}",
+        hit.cache_status()
+    );
+    assert_eq!(origin.count("/varies/doc"), 40, "a stored variant");
+    ask(30);
+    assert_eq!(
+        origin.count("/varies/doc"),
+        41,
+        "past the bound: not stored"
+    );
+    let refused = |admin| testkit::metric_total(admin, "cdn_cache_variants_refused_total{");
+    assert_eq!(refused(stack.edge_admin), 25);
+    assert_eq!(refused(stack.shield_admin), 25);
+}
