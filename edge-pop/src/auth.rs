@@ -11,9 +11,10 @@
 
 use crate::entitlements::Nudge;
 use crate::limits::RouteLimits;
-use cdn_auth::{Authority, Invalid, Refusal};
+use cdn_auth::{Authority, Invalid, KeySource, Refusal};
 use cdn_config::Naming;
 use cdn_proxy::{Asking, Gate, HttpError, Pass};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 pub struct EdgeGate {
@@ -22,6 +23,8 @@ pub struct EdgeGate {
     limits: Vec<RouteLimits>,
     realm: String,
     nudge: Option<Nudge>,
+    /// The entitlement document, when API keys are accepted (for `/readyz`).
+    keys: Option<Arc<KeySource>>,
 }
 
 /// Paths the tiers keep for themselves, never served to a client: the health probe's (which
@@ -37,12 +40,14 @@ impl EdgeGate {
         limits: Vec<RouteLimits>,
         realm: String,
         nudge: Option<Nudge>,
+        keys: Option<Arc<KeySource>>,
     ) -> EdgeGate {
         EdgeGate {
             authority,
             limits,
             realm,
             nudge,
+            keys,
         }
     }
 
@@ -70,11 +75,21 @@ impl EdgeGate {
                 challenge: (naming != Naming::Oci).then(|| bearer(Some("insufficient_scope"))),
             },
             Refusal::NotLoaded => HttpError::Unavailable { retry_after: 1 },
+            Refusal::Stale => HttpError::Unavailable { retry_after: 5 },
         }
     }
 }
 
 impl Gate for EdgeGate {
+    fn degraded(&self) -> Option<String> {
+        match self.keys.as_ref()?.unusable()? {
+            Refusal::Stale => Some(
+                "the entitlement document could not be read again within auth.api_keys.max_stale: API keys are refused".into(),
+            ),
+            _ => Some("the entitlement document was never read: API keys are refused".into()),
+        }
+    }
+
     fn admit(&self, asking: &Asking<'_>) -> Result<Pass, HttpError> {
         let path = asking.target.path();
         let limits = &self.limits[asking.route_index];

@@ -2,8 +2,10 @@
 //! edge's tier secret) when the edge starts, then every `ttl`, and sooner — at most once per
 //! `negative_ttl` — when a request presents an API key the document does not list (a key just
 //! issued works within `negative_ttl`; a flood of bad keys causes one fetch per `negative_ttl`).
-//! A failed fetch keeps the document in force and is retried after `negative_ttl`; a document
-//! the origin does not have (404) lists no keys. Requests never wait for a fetch.
+//! A failed fetch (the shields down, a broken document) keeps the document in force, for at
+//! most `max_stale` after it was read (then API keys are refused, and `/readyz` says so), and
+//! is retried after `negative_ttl`; a document the origin does not have (404) lists no keys.
+//! Requests never wait for a fetch.
 
 use bytes::Bytes;
 use cdn_auth::{KeySource, KeyTable};
@@ -121,7 +123,7 @@ impl BackgroundService for Refresher {
                     fetched + self.config.ttl
                 }
                 Err(e) => {
-                    tracing::warn!(document = %self.config.document, error = %e, "entitlement document not read; the one in force stays");
+                    tracing::warn!(document = %self.config.document, error = %e, "entitlement document not read; the one in force stays until it is max_stale old");
                     fetched + self.config.negative_ttl
                 }
             };

@@ -26,7 +26,7 @@ pub fn build(config: &Config) -> Result<ProxyTier, StartError> {
         .collect();
     let mut refresher = None;
     let gate = match &config.auth {
-        None => EdgeGate::new(Authority::default(), limits, "cdn".into(), None),
+        None => EdgeGate::new(Authority::default(), limits, "cdn".into(), None, None),
         Some(auth) => {
             let mut pems = Vec::with_capacity(auth.token_keys.len());
             for (i, key) in auth.token_keys.iter().enumerate() {
@@ -43,7 +43,7 @@ pub fn build(config: &Config) -> Result<ProxyTier, StartError> {
             let (keys, nudge) = match &auth.api_keys {
                 None => (None, None),
                 Some(api_keys) => {
-                    let source = Arc::new(KeySource::default());
+                    let source = Arc::new(KeySource::new(api_keys.max_stale));
                     let (task, nudge) = entitlements::Refresher::new(
                         source.clone(),
                         api_keys.clone(),
@@ -56,10 +56,11 @@ pub fn build(config: &Config) -> Result<ProxyTier, StartError> {
                 }
             };
             EdgeGate::new(
-                Authority::new(tokens, keys),
+                Authority::new(tokens, keys.clone()),
                 limits,
                 auth.realm.clone(),
                 nudge,
+                keys,
             )
         }
     };

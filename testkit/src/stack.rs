@@ -89,6 +89,8 @@ pub struct StackOptions {
     /// `auth.api_keys.ttl` and `negative_ttl`.
     pub entitlements_ttl: &'static str,
     pub entitlements_negative_ttl: &'static str,
+    /// `auth.api_keys.max_stale`.
+    pub entitlements_max_stale: &'static str,
     /// Whether the tiers require their secrets (`trust`).
     pub trust: bool,
     /// A TLS listener on the edge (and on every extra edge), serving these certificates.
@@ -138,6 +140,7 @@ impl StackOptions {
             api_keys: false,
             entitlements_ttl: "5m",
             entitlements_negative_ttl: "30s",
+            entitlements_max_stale: "1h",
             trust: true,
             tls: None,
         }
@@ -625,8 +628,8 @@ impl Stack {
                 .collect::<String>(),
             api_keys = if o.api_keys {
                 format!(
-                    "  api_keys:\n    document: {ENTITLEMENTS}\n    ttl: {}\n    negative_ttl: {}\n",
-                    o.entitlements_ttl, o.entitlements_negative_ttl
+                    "  api_keys:\n    document: {ENTITLEMENTS}\n    ttl: {}\n    negative_ttl: {}\n    max_stale: {}\n",
+                    o.entitlements_ttl, o.entitlements_negative_ttl, o.entitlements_max_stale
                 )
             } else {
                 String::new()

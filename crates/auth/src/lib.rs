@@ -18,7 +18,7 @@ pub use scope::Resource;
 pub use token::{Claims, Verifier};
 
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// A request that may have what it asked for.
 #[derive(Clone, PartialEq, Eq)]
@@ -55,6 +55,10 @@ pub enum Refusal {
     /// An API key, before the entitlement document was ever read: 503, try again.
     #[error("entitlements not loaded yet")]
     NotLoaded,
+    /// An API key, while the last document read is older than the most it is trusted for
+    /// (no newer one could be read): 503. A key revoked since may not be honoured.
+    #[error("entitlements too old to trust")]
+    Stale,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,17 +81,41 @@ impl std::fmt::Display for Invalid {
     }
 }
 
-/// The entitlement document in force, replaced whole when a new one is read.
-#[derive(Debug, Default)]
-pub struct KeySource(RwLock<Option<Arc<KeyTable>>>);
+/// The entitlement document in force, replaced whole when a new one is read, and trusted for
+/// at most `max_age` after it was read: a document that cannot be read again (its source down,
+/// a broken new one) fails closed rather than keep a revoked key working for good.
+#[derive(Debug)]
+pub struct KeySource {
+    read: RwLock<Option<(Arc<KeyTable>, Instant)>>,
+    max_age: Duration,
+}
 
 impl KeySource {
-    pub fn set(&self, table: KeyTable) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(table));
+    pub fn new(max_age: Duration) -> KeySource {
+        KeySource {
+            read: RwLock::new(None),
+            max_age,
+        }
     }
 
-    pub fn get(&self) -> Option<Arc<KeyTable>> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// Puts `table` in force, read now.
+    pub fn set(&self, table: KeyTable) {
+        *self.read.write().unwrap_or_else(|e| e.into_inner()) =
+            Some((Arc::new(table), Instant::now()));
+    }
+
+    /// The document in force, unless none was read or it is too old to trust.
+    pub fn get(&self) -> Result<Arc<KeyTable>, Refusal> {
+        match &*self.read.read().unwrap_or_else(|e| e.into_inner()) {
+            None => Err(Refusal::NotLoaded),
+            Some((_, read)) if read.elapsed() >= self.max_age => Err(Refusal::Stale),
+            Some((table, _)) => Ok(table.clone()),
+        }
+    }
+
+    /// Why API keys cannot be checked now, if they cannot.
+    pub fn unusable(&self) -> Option<Refusal> {
+        self.get().err()
     }
 }
 
@@ -193,7 +221,7 @@ impl Authority {
             .keys
             .as_ref()
             .ok_or(Refusal::Invalid(Invalid::UnknownKey))?;
-        let table = source.get().ok_or(Refusal::NotLoaded)?;
+        let table = source.get()?;
         let entitlement = table
             .lookup(&credential.0)
             .ok_or(Refusal::Invalid(Invalid::UnknownKey))?;
@@ -222,14 +250,14 @@ mod tests {
         #[test]
         fn arbitrary_authorization_is_refused(value in proptest::collection::vec(any::<u8>(), 0..400)) {
             let (_, public) = token::generate_key_pair().unwrap();
-            let source = Arc::new(KeySource::default());
+            let source = Arc::new(KeySource::new(Duration::from_secs(3600)));
             source.set(KeyTable::default());
             let authority = Authority::new(Verifier::new([("k", public.as_bytes())]).unwrap(), Some(source));
             let r = authority.check(Some(&value), Some(&Resource::Path("/p".into())), SystemTime::now());
             prop_assert!(matches!(r, Err(Refusal::Missing | Refusal::Malformed | Refusal::Invalid(_))), "{r:?}");
         }
     }
-    use std::time::{Duration, UNIX_EPOCH};
+    use std::time::UNIX_EPOCH;
 
     fn now() -> SystemTime {
         SystemTime::now()
@@ -238,7 +266,7 @@ mod tests {
     #[test]
     fn tokens_and_keys_end_in_one_answer() {
         let (private, public) = token::generate_key_pair().unwrap();
-        let source = Arc::new(KeySource::default());
+        let source = Arc::new(KeySource::new(Duration::from_secs(3600)));
         let authority = Authority::new(
             Verifier::new([("k1", public.as_bytes())]).unwrap(),
             Some(source.clone()),
@@ -311,5 +339,33 @@ mod tests {
             Err(Refusal::OutOfScope),
             "scopes are checked on every request, remembered or not"
         );
+    }
+
+    /// Regression: the last document read stayed in force for good while no newer one could
+    /// be read, so a revoked key kept working as long as the shields were down.
+    #[test]
+    fn a_document_too_old_to_trust_refuses_every_key() {
+        let key = keys::new_key();
+        let doc = format!(
+            r#"{{"keys": [{{"sha256": "{}", "subject": "bob", "scopes": ["*"]}}]}}"#,
+            keys::hash_key(&key)
+        );
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("bob:{key}"))
+        );
+        let check = |source: &Arc<KeySource>| {
+            let authority = Authority::new(Verifier::default(), Some(source.clone()));
+            authority.check(Some(basic.as_bytes()), Some(&Resource::Any), now())
+        };
+        let fresh = Arc::new(KeySource::new(Duration::from_secs(3600)));
+        assert_eq!(fresh.unusable(), Some(Refusal::NotLoaded));
+        fresh.set(KeyTable::parse(doc.as_bytes()).unwrap());
+        assert_eq!(check(&fresh).unwrap().subject, "bob");
+        assert_eq!(fresh.unusable(), None);
+        let old = Arc::new(KeySource::new(Duration::ZERO));
+        old.set(KeyTable::parse(doc.as_bytes()).unwrap());
+        assert_eq!(check(&old), Err(Refusal::Stale));
+        assert_eq!(old.unusable(), Some(Refusal::Stale));
     }
 }

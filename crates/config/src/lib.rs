@@ -66,6 +66,8 @@ pub struct ApiKeysConfig {
     pub document: String,
     pub ttl: Duration,
     pub negative_ttl: Duration,
+    /// The last document read is trusted this long at most; then API keys are refused.
+    pub max_stale: Duration,
 }
 
 /// Files holding the secret each tier presents to the one behind it.

@@ -54,6 +54,15 @@ pub(super) struct ApiKeys {
     /// soon a failed fetch is retried).
     #[serde(default = "default_entitlements_negative_ttl")]
     pub negative_ttl: Dur,
+    /// How long the last document read stays in force while no newer one can be read (the
+    /// shields are down, or the document is broken): past it, API keys are refused (a revoked
+    /// key works at most this long) and the edge's `/readyz` says degraded.
+    #[serde(default = "default_entitlements_max_stale")]
+    pub max_stale: Dur,
+}
+
+fn default_entitlements_max_stale() -> Dur {
+    Dur(std::time::Duration::from_secs(3600))
 }
 
 #[derive(Deserialize)]

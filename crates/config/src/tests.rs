@@ -470,6 +470,13 @@ fn auth_trust_and_rate_limits() {
     );
     check(
         "      public_key: keys/k1.pub\n",
+        "      public_key: keys/k1.pub\n  api_keys:\n    document: /_cdn/keys.json\n    ttl: 5m\n    max_stale: 1m\n",
+        30,
+        "auth.api_keys.max_stale",
+        "at least `ttl`",
+    );
+    check(
+        "      public_key: keys/k1.pub\n",
         "      public_key: keys/k1.pub\n  api_keys:\n    document: /npm/keys.json\n",
         28,
         "auth.api_keys.document",

@@ -412,6 +412,15 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
                             format!("{document:?} must be under {} (the edge never serves that prefix to clients)", crate::INTERNAL_PREFIX),
                         ));
                     }
+                    if k.ttl.0.is_zero() || k.negative_ttl.0.is_zero() {
+                        return Err(fail("auth.api_keys.ttl", "must be more than zero".into()));
+                    }
+                    if k.max_stale.0 < k.ttl.0 {
+                        return Err(fail(
+                            "auth.api_keys.max_stale",
+                            "must be at least `ttl`, the time between two reads".into(),
+                        ));
+                    }
                     let covered = routes.policy(&document);
                     if !covered.is_some_and(|p| !p.cacheable && !p.auth_required) {
                         return Err(fail(
@@ -419,13 +428,11 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
                             format!("{document:?} must be under a route with `cache: false` and no `auth`, so every fetch reads the current document"),
                         ));
                     }
-                    if k.ttl.0.is_zero() || k.negative_ttl.0.is_zero() {
-                        return Err(fail("auth.api_keys.ttl", "must be more than zero".into()));
-                    }
                     Some(ApiKeysConfig {
                         document,
                         ttl: k.ttl.0,
                         negative_ttl: k.negative_ttl.0,
+                        max_stale: k.max_stale.0,
                     })
                 }
             };

@@ -2,6 +2,7 @@
 //! `cdn_observe::admin`; this brings the cache gauges up to date before `/metrics` and probes
 //! the upstreams for `/readyz`.
 
+use crate::admission::Gate;
 use crate::upstream::Upstreams;
 use async_trait::async_trait;
 use cdn_cache::HybridStorage;
@@ -14,6 +15,7 @@ pub struct ProxyAdmin {
     pub metrics: &'static Metrics,
     pub storage: &'static HybridStorage,
     pub upstreams: Arc<Upstreams>,
+    pub gate: Arc<dyn Gate>,
 }
 
 impl ProxyAdmin {
@@ -43,12 +45,19 @@ impl ServeHttp for ProxyAdmin {
         // The storage exists only once its index is rebuilt, so reaching here means loaded.
         let ready = || cdn_observe::admin::any_reachable(self.upstreams.peers());
         let mut a = cdn_observe::admin::answer(&path, self.metrics, ready).await;
-        if path == "/readyz" && a.status == 200 && self.storage.degraded() {
-            // Still serving (hits, and misses uncached), so still ready; but say so.
-            a = cdn_observe::admin::Answer::text(
-                200,
-                "degraded: disk cache writes failing, misses pass through uncached\n",
-            );
+        if path == "/readyz" && a.status == 200 {
+            // Still serving, so still ready; but say what is not working.
+            let mut why = Vec::new();
+            if self.storage.degraded() {
+                why.push("disk cache writes failing, misses pass through uncached".to_owned());
+            }
+            why.extend(self.gate.degraded());
+            if !why.is_empty() {
+                a = cdn_observe::admin::Answer::text(
+                    200,
+                    format!("degraded: {}\n", why.join("; ")),
+                );
+            }
         }
         http::Response::builder()
             .status(a.status)

@@ -41,6 +41,12 @@ pub enum Pass {
 /// hit or miss, before the cache is looked at.
 pub trait Gate: Send + Sync + 'static {
     fn admit(&self, asking: &Asking<'_>) -> Result<Pass, HttpError>;
+
+    /// What this gate cannot judge now, if anything (the tier still serves the rest):
+    /// `/readyz` says it, with a 200.
+    fn degraded(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A gate that lets every request through (a shield answers whatever its edges ask).

@@ -37,7 +37,7 @@ const LOCK_AGE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct TierProxy {
     tier: Tier,
     routes: Routes,
-    gate: Box<dyn Gate>,
+    gate: Arc<dyn Gate>,
     trust: TierTrust,
     upstreams: Arc<Upstreams>,
     storage: &'static HybridStorage,
@@ -60,7 +60,7 @@ impl TierProxy {
         tier: Tier,
         config: &ProxyConfig,
         routes: Routes,
-        gate: Box<dyn Gate>,
+        gate: Arc<dyn Gate>,
         trust: TierTrust,
         storage: &'static HybridStorage,
         metrics: &'static Metrics,

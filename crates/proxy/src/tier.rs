@@ -98,6 +98,7 @@ impl ProxyTier {
         trust: TierTrust,
     ) -> Result<ProxyTier, StartError> {
         let hangup = Hangup::install().map_err(StartError::Signal)?;
+        let gate: Arc<dyn Gate> = Arc::new(gate);
         // Certificates first: they are quick to check, the disk index may not be.
         let tls = match (settings.listen.tls, &settings.tls) {
             (Some(addr), Some(config)) => {
@@ -167,7 +168,7 @@ impl ProxyTier {
             tier,
             settings,
             routes.clone(),
-            Box::new(gate),
+            gate.clone(),
             trust,
             storage,
             metrics,
@@ -206,6 +207,7 @@ impl ProxyTier {
                 metrics,
                 storage,
                 upstreams,
+                gate,
             };
             let name = format!("{} admin", tier.name());
             let mut service = pingora::services::listening::Service::new(name, app);

@@ -340,6 +340,72 @@ fn every_spelling_of_a_protected_path_needs_a_credential() {
     }
 }
 
+/// Regression: the last entitlement document read stayed in force for good while no newer one
+/// could be read, so a revoked API key worked for as long as the shields were down. Now the
+/// document is trusted for `max_stale` at most: a revoked key is refused by then at the latest.
+#[test]
+fn a_revoked_key_is_refused_within_the_max_staleness_while_the_shields_are_down() {
+    let Fixture {
+        mut stack,
+        key,
+        _root,
+    } = fixture(|o| {
+        o.entitlements_ttl = "1s";
+        o.entitlements_negative_ttl = "1s";
+        o.entitlements_max_stale = "3s";
+    });
+    let path = "/private/secret.txt";
+    let file = _root.path().join(&ENTITLEMENTS[1..]);
+    std::fs::write(&file, document(&[])).unwrap();
+    stack.stop("shield");
+    let down = Instant::now();
+    eventually("the revoked key to be refused", || {
+        let (status, _) = ask(&stack, path, Some(&basic(&key)));
+        assert!(matches!(status, 200 | 503), "{status}");
+        (status == 503).then_some(())
+    });
+    assert!(
+        down.elapsed() < Duration::from_secs(3 + 1 + 2),
+        "refused after {:?}",
+        down.elapsed()
+    );
+    // Signed tokens need no document: the copy the edge holds is still served to them.
+    let token = stack.mint("k1", "alice", "path:/private/*", 60);
+    assert_eq!(ask(&stack, path, Some(&bearer(&token))).0, 200);
+}
+
+/// A document that stops being readable (broken JSON) fails closed the same way, and the
+/// edge's `/readyz` says so while it lasts; a good one puts the keys back.
+#[test]
+fn a_broken_document_fails_closed_and_readyz_says_so() {
+    let Fixture { stack, key, _root } = fixture(|o| {
+        o.entitlements_ttl = "1s";
+        o.entitlements_negative_ttl = "1s";
+        o.entitlements_max_stale = "2s";
+    });
+    let path = "/private/secret.txt";
+    let file = _root.path().join(&ENTITLEMENTS[1..]);
+    let good = std::fs::read(&file).unwrap();
+    let readyz = || testkit::get(&format!("http://{}/readyz", stack.edge_admin));
+    assert_eq!(&readyz().body[..], b"ready\n");
+    std::fs::write(&file, b"{ not json").unwrap();
+    eventually("keys refused once the document is too old", || {
+        (ask(&stack, path, Some(&basic(&key))).0 == 503).then_some(())
+    });
+    let r = readyz();
+    assert_eq!(r.status, 200, "still serving what needs no API key");
+    let said = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(
+        said.starts_with("degraded: ") && said.contains("API keys"),
+        "{said}"
+    );
+    std::fs::write(&file, good).unwrap();
+    eventually("the key accepted again", || {
+        (ask(&stack, path, Some(&basic(&key))).0 == 200).then_some(())
+    });
+    assert_eq!(&readyz().body[..], b"ready\n");
+}
+
 #[test]
 fn keys_are_revoked_and_issued_through_the_entitlement_document() {
     let ttl = Duration::from_secs(4);
