@@ -95,6 +95,8 @@ pub struct StackOptions {
     pub trust: bool,
     /// A TLS listener on the edge (and on every extra edge), serving these certificates.
     pub tls: Option<EdgeTls>,
+    /// `RUST_LOG` of processes.
+    pub rust_log: &'static str,
 }
 
 /// The edge's `tls` section: its certificates, in order (the first is the default).
@@ -143,6 +145,7 @@ impl StackOptions {
             entitlements_max_stale: "1h",
             trust: true,
             tls: None,
+            rust_log: "info",
         }
     }
 
@@ -498,7 +501,7 @@ impl Stack {
         let mut child = Command::new(binary(tier))
             .arg("--config")
             .arg(config)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", self.options.rust_log)
             .env("AWS_ACCESS_KEY_ID", crate::s3::ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", crate::s3::SECRET_KEY)
             .env_remove("AWS_SESSION_TOKEN")

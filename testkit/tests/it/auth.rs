@@ -604,6 +604,9 @@ fn inner_tiers_answer_only_the_tier_in_front() {
     );
 }
 
+/// Regression: with `RUST_LOG=…,pingora_proxy=debug` the tier secret and clients'
+/// `Authorization` were written to the log (Pingora prints the headers it reads and sends).
+/// Whatever `RUST_LOG` asks for, no credential and no secret reaches a log line.
 #[test]
 fn no_credential_reaches_a_log_line() {
     let key = new_key();
@@ -616,8 +619,11 @@ fn no_credential_reaches_a_log_line() {
     ]);
     let mut options = StackOptions::new(Backend::Local(root.path().to_owned())).processes();
     options.api_keys = true;
+    options.rust_log = "trace";
     let stack = Stack::start(options);
     let token = stack.mint("k1", "alice", "path:/private/*", 60);
+    // A credential sent where no route needs one, and a miss that goes to the origin.
+    ask(&stack, "/hello.txt", Some("Bearer public-route-credential"));
     let expired = stack.mint("k1", "alice", "path:/private/*", -60);
     eventually("the entitlement document", || {
         (ask(&stack, "/private/secret.txt", Some(&basic(&key))).0 == 200).then_some(())
@@ -636,16 +642,24 @@ fn no_credential_reaches_a_log_line() {
             Some(&authorization),
         );
     }
+    let edge_secret = stack.tier_header(stack.shield)[0].1.clone();
+    let shield_secret = stack.tier_header(stack.origin)[0].1.clone();
     let secrets = [
         &token,
         &expired,
         &key,
         "cdnk_wrong-key-value",
         &basic(&key)[6..],
+        "public-route-credential",
+        &edge_secret,
+        &shield_secret,
     ];
     for name in ["edge", "shield", "origin"] {
         let log = stack.log(name);
         assert!(log.contains("access: request"), "{name} logged requests");
+        if name != "origin" {
+            assert!(log.contains("DEBUG"), "{name} logs below info");
+        }
         for secret in secrets {
             assert!(!log.contains(secret), "a credential in {name}'s log");
         }
