@@ -30,6 +30,7 @@ mod packages;
 mod phases;
 mod quick;
 mod respond;
+mod runtime_dir;
 mod slices;
 mod storage;
 mod tier;

@@ -16,6 +16,7 @@
 use crate::admin::ProxyAdmin;
 use crate::admission::{Gate, TierTrust};
 use crate::phases::TierProxy;
+use crate::runtime_dir;
 use crate::storage;
 use crate::tls::{CertError, Hangup, Reloader, TlsListener};
 use async_trait::async_trait;
@@ -152,13 +153,19 @@ impl ProxyTier {
         };
 
         let grace = settings.grace_period.as_secs();
+        let runtime = runtime_dir::private().map_err(StartError::Config)?;
         let conf = ServerConf {
             threads: settings.threads,
             grace_period_seconds: Some(grace),
             graceful_shutdown_timeout_seconds: Some(grace.max(1)),
-            // Per tier and process, so several tiers (and tests) can run side by side.
-            upgrade_sock: scratch_path(tier, listen.traffic, "upgrade.sock"),
-            pid_file: scratch_path(tier, listen.traffic, "pid"),
+            upgrade_sock: runtime_dir::upgrade_socket(&runtime, tier.name())
+                .display()
+                .to_string(),
+            // Written only by a daemonized server, which a tier never is.
+            pid_file: runtime
+                .join(format!("{}.pid", tier.name()))
+                .display()
+                .to_string(),
             ..ServerConf::default()
         };
         let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -391,17 +398,4 @@ impl<S: Service> Service for PreBound<S> {
     fn threads(&self) -> Option<usize> {
         self.inner.threads()
     }
-}
-
-/// A file Pingora wants a path for, unique to this tier and process.
-fn scratch_path(tier: Tier, traffic: SocketAddr, what: &str) -> String {
-    std::env::temp_dir()
-        .join(format!(
-            "{}-{}-{}.{what}",
-            tier.name(),
-            std::process::id(),
-            traffic.port()
-        ))
-        .display()
-        .to_string()
 }

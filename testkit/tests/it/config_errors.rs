@@ -123,3 +123,58 @@ fn a_catch_all_that_reaches_an_auth_routes_keys_is_refused() {
         );
     }
 }
+
+/// Regression: the graceful-upgrade socket was named by tier, pid and port in the
+/// world-writable temporary folder, and a local script that bound it first received the
+/// listening sockets on SIGQUIT. It lives in a runtime folder of this user's only: a tier
+/// refuses to start with one that others may enter.
+#[test]
+fn a_runtime_folder_others_may_enter_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("var/keys")).unwrap();
+    std::fs::create_dir_all(dir.path().join("var/secrets")).unwrap();
+    let (_, public) = cdn_auth::token::generate_key_pair().unwrap();
+    std::fs::write(dir.path().join("var/keys/local.pub.pem"), public).unwrap();
+    for link in ["edge-to-shield", "shield-to-origin"] {
+        std::fs::write(
+            dir.path().join("var/secrets").join(link),
+            cdn_auth::keys::new_key(),
+        )
+        .unwrap();
+    }
+    let mut text = shipped();
+    for port in ["9000", "9182", "8081", "9181", "8080", "9180"] {
+        text = text.replace(&format!("listen: 127.0.0.1:{port}"), "listen: 127.0.0.1:0");
+        text = text.replace(&format!("admin: 127.0.0.1:{port}"), "admin: 127.0.0.1:0");
+    }
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, text).unwrap();
+    let open = dir.path().join("run");
+    std::fs::create_dir(&open).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    for tier in [Tier::Shield, Tier::Edge] {
+        let mut child = Command::new(binary(tier))
+            .arg("--config")
+            .arg(&config)
+            .env("RUNTIME_DIRECTORY", &open)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let exited = testkit::eventually_or_none(|| child.try_wait().ok().flatten());
+        if exited.is_none() {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "started: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "the runtime folder {} is open to other users",
+                open.display()
+            )),
+            "{stderr}"
+        );
+    }
+}

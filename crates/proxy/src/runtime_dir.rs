@@ -1,0 +1,116 @@
+//! The tier's private runtime folder, where Pingora's graceful-upgrade socket lives. Whoever
+//! binds that socket first receives the listening sockets when the tier hands them over
+//! (SIGQUIT): in a world-writable folder under a name made of the tier, its pid and its port,
+//! a local script could bind it and answer the tier's clients. The folder is this user's alone
+//! (mode 0700, checked, never followed through a symlink), and the socket is named by the
+//! tier, so the process that takes over finds it without knowing the old one's pid.
+//!
+//! Where: `$RUNTIME_DIRECTORY` (systemd's `RuntimeDirectory=`), else `$XDG_RUNTIME_DIR/cdn`,
+//! else `<temp>/cdn-<uid>`. Two processes of one tier on one host need a folder each.
+
+use std::fs::DirBuilder;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The folder, made if missing, and checked to be private to this user.
+pub fn private() -> Result<PathBuf, String> {
+    let dir = match std::env::var_os("RUNTIME_DIRECTORY") {
+        // systemd lists several folders separated by ':' when the unit names several.
+        Some(list) => PathBuf::from(list.to_string_lossy().split(':').next().unwrap_or_default()),
+        None => match std::env::var_os("XDG_RUNTIME_DIR") {
+            Some(base) => Path::new(&base).join("cdn"),
+            None => {
+                std::env::temp_dir().join(format!("cdn-{}", rustix::process::getuid().as_raw()))
+            }
+        },
+    };
+    ensure(&dir)?;
+    Ok(dir)
+}
+
+/// Makes `dir` (mode 0700) if it does not exist, then refuses it unless it is a folder (not a
+/// link to one) owned by this user that no one else may enter.
+fn ensure(dir: &Path) -> Result<(), String> {
+    let shown = dir.display();
+    match DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot make the runtime folder {shown}: {e}")),
+    }
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| format!("cannot read the runtime folder {shown}: {e}"))?;
+    if !meta.file_type().is_dir() {
+        return Err(format!(
+            "the runtime folder {shown} is not a folder (a link?)"
+        ));
+    }
+    if meta.uid() != rustix::process::getuid().as_raw() {
+        return Err(format!(
+            "the runtime folder {shown} belongs to another user: the upgrade socket in it could be taken"
+        ));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "the runtime folder {shown} is open to other users (mode {:o}): make it 0700",
+            meta.permissions().mode() & 0o777
+        ));
+    }
+    Ok(())
+}
+
+/// The graceful-upgrade socket of `tier` in `dir`.
+pub fn upgrade_socket(dir: &Path, tier: &str) -> PathBuf {
+    dir.join(format!("{tier}.upgrade.sock"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_folder_is_made_private() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("run");
+        ensure(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        ensure(&dir).expect("and taken as it is the next time");
+    }
+
+    #[test]
+    fn a_folder_others_may_enter_or_a_link_is_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let open = base.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = ensure(&open).unwrap_err();
+        assert!(e.contains("open to other users (mode 777)"), "{e}");
+
+        let private = base.path().join("private");
+        ensure(&private).unwrap();
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&private, &link).unwrap();
+        let e = ensure(&link).unwrap_err();
+        assert!(e.contains("not a folder"), "{e}");
+
+        let file = base.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert!(ensure(&file).is_err());
+
+        if rustix::process::getuid().is_root() {
+            let theirs = base.path().join("theirs");
+            ensure(&theirs).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+            let e = ensure(&theirs).unwrap_err();
+            assert!(e.contains("belongs to another user"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_socket_is_named_by_the_tier() {
+        assert_eq!(
+            upgrade_socket(Path::new("/run/cdn"), "edge-pop"),
+            Path::new("/run/cdn/edge-pop.upgrade.sock")
+        );
+    }
+}
