@@ -1,7 +1,7 @@
 //! Who may have what, decided at the edge on every request with no round trip: the credential a
 //! request carries (`credential`), signed tokens verified by key id (`token`), API keys checked
-//! against the entitlement document (`keys`), and what a path names against what a credential's
-//! scopes allow (`scope`). `Authority::check` puts them together into one answer.
+//! against the entitlement document (`keys`), and what a request names (read by the edge with the
+//! package formats' parsers) against what a credential's scopes allow (`scope`). `Authority::check` puts them together into one answer.
 //!
 //! This crate knows nothing of Pingora, HTTP responses, the cache or the network: the edge
 //! fetches the entitlement document and hands it in (`KeySource::set`), and turns a `Refusal`

@@ -7,10 +7,10 @@
 //!
 //! | phase | module |
 //! |---|---|
-//! | `request_filter` | `admission` (tier secret, method, path, route, then the tier's own `Gate`); request id |
+//! | `request_filter` | `cdn_http::framing` (no body on a read), `admission` (tier secret, method, path, route, then the tier's own `Gate`); request id; `slices` (a GET on a sliced route, assembled from subrequests), `quick` (a fresh memory hit) |
 //! | `request_cache_filter`, `cache_key_callback` | `phases`: route says cacheable → storage + lock |
 //! | `upstream_peer`, `fail_to_connect` | `upstream` (next peer in order on connect failure) |
-//! | `response_cache_filter` | `cacheability` (RFC 9111 + route TTL + upstream Age + stale-if-error) |
+//! | `response_cache_filter` | `cacheability` (RFC 9111 + route TTL + upstream Age + stale-if-error; variants bounded) |
 //! | `upstream_response_filter`, `response_filter` | `outcome` (what the cache did), `respond` (headers via `cdn_observe::decorate`; an upstream 429 → stale), `packages` (packument invalidation, integrity expected, tarball URLs) |
 //! | `upstream_response_body_filter`, `response_body_filter` | `packages` (the shield's digest check; the edge's tarball URLs, hits and misses) |
 //! | `fail_to_proxy` | `respond` (the error's status and body, from `cdn_http::HttpError`; JSON on oci routes) |
