@@ -13,8 +13,14 @@
 //!
 //! Two `path` routes with the same source read a key only through its own path, so the longest
 //! prefix decides between them as it does for requests; any other pair must keep apart.
+//!
+//! Sources are compared by where they read, not by their backends' names: two names for one
+//! folder or bucket, or a folder inside another, are the same keys (a second backend over the
+//! bucket had let a public route read the registry layout again). Local folders are compared
+//! as written, made absolute and without `.` and `..`; symbolic links are not followed.
 
-use crate::{Naming, Route};
+use crate::{Backend, Naming, OriginConfig, Route};
+use std::path::{Component, Path, PathBuf};
 
 /// Two routes that can read one key: `reader` reaches a key `owner` serves, by `path`.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,22 +39,26 @@ pub(crate) struct Overlap {
 pub(crate) struct Reads<'a> {
     pub prefix: &'a str,
     pub naming: Naming,
-    pub backend: Option<&'a str>,
-    /// The key prefix every key it reads starts with: its source prefix and a `/` (so `npm`
-    /// does not cover `npm-private`), or empty.
+    /// Where every key it reads starts: its backend's location, then its source prefix, each
+    /// ending in `/` (so `npm` does not cover `npm-private`).
     pub root: String,
 }
 
 impl Reads<'_> {
-    pub fn of(route: &Route) -> Reads<'_> {
+    pub fn of<'a>(route: &'a Route, origin: &OriginConfig) -> Reads<'a> {
+        let backend = match &route.source.backend {
+            Some(name) => origin.backends.get(name).unwrap_or(&origin.backend),
+            None => &origin.backend,
+        };
+        let mut root = location(backend);
+        match route.source.prefix.trim_matches('/') {
+            "" => {}
+            prefix => root.push_str(&format!("{prefix}/")),
+        }
         Reads {
             prefix: &route.prefix,
             naming: route.policy.naming,
-            backend: route.source.backend.as_deref(),
-            root: match route.source.prefix.trim_matches('/') {
-                "" => String::new(),
-                prefix => format!("{prefix}/"),
-            },
+            root,
         }
     }
 
@@ -59,6 +69,48 @@ impl Reads<'_> {
             Naming::Npm | Naming::Oci => self.root.clone(),
         }
     }
+}
+
+/// Where a backend reads, as a key prefix ending in `/`.
+fn location(backend: &Backend) -> String {
+    match backend {
+        Backend::Local { root } => {
+            let mut at = format!("file:{}", normal(root).display());
+            if !at.ends_with('/') {
+                at.push('/');
+            }
+            at
+        }
+        Backend::S3(s3) => {
+            let mut at = format!(
+                "s3:{}/{}/",
+                s3.endpoint
+                    .as_deref()
+                    .unwrap_or("aws")
+                    .trim_end_matches('/'),
+                s3.bucket
+            );
+            if !s3.prefix.is_empty() {
+                at.push_str(&format!("{}/", s3.prefix.trim_matches('/')));
+            }
+            at
+        }
+    }
+}
+
+/// `path` without `.` components, and each `..` taking off the component before it.
+fn normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The route a path goes to: the longest prefix that starts it.
@@ -106,7 +158,7 @@ fn reaching_path(routes: &[Reads<'_>], reader: usize, keys: &str) -> Option<Stri
 pub(crate) fn first_overlap(routes: &[Reads<'_>]) -> Option<Overlap> {
     for (reader, r) in routes.iter().enumerate() {
         for (owner, o) in routes.iter().enumerate() {
-            if reader == owner || r.backend != o.backend {
+            if reader == owner {
                 continue;
             }
             let paths = (r.naming == Naming::Path, o.naming == Naming::Path);
@@ -140,11 +192,10 @@ mod tests {
         Reads {
             prefix,
             naming,
-            backend: None,
             root: if source.is_empty() {
-                String::new()
+                "file:/data/".into()
             } else {
-                format!("{source}/")
+                format!("file:/data/{source}/")
             },
         }
     }
@@ -225,9 +276,44 @@ mod tests {
     }
 
     #[test]
-    fn other_backends_never_meet() {
+    fn backends_meet_where_they_read_whatever_their_names() {
         let mut registry = route("/v2/", Naming::Oci, "");
-        registry.backend = Some("images");
-        assert_eq!(overlap(&[registry, route("/", Naming::Path, "")]), None);
+        registry.root = "s3:http://127.0.0.1:9100/images/".into();
+        assert_eq!(
+            overlap(&[registry.clone(), route("/", Naming::Path, "")]),
+            None
+        );
+        // Regression: a second name for the folder the registry is read from.
+        let mut alias = route("/registry/", Naming::Path, "");
+        alias.root = "file:/data/".into();
+        let registry = route("/v2/", Naming::Oci, "registry");
+        assert!(overlap(&[registry.clone(), alias]).is_some());
+        // A backend over a folder inside another's.
+        let mut inner = route("/inner/", Naming::Path, "");
+        inner.root = "file:/data/registry/".into();
+        assert!(overlap(&[registry, inner]).is_some());
+    }
+
+    #[test]
+    fn locations() {
+        let local = |root: &str| location(&Backend::Local { root: root.into() });
+        assert_eq!(local("/srv/data"), "file:/srv/data/");
+        assert_eq!(local("/srv/data/"), "file:/srv/data/");
+        assert_eq!(local("/srv/./x/../data"), "file:/srv/data/");
+        let s3 = |endpoint: Option<&str>, prefix: &str| {
+            location(&Backend::S3(crate::S3Backend {
+                endpoint: endpoint.map(str::to_owned),
+                bucket: "pkgs".into(),
+                region: "us-east-1".into(),
+                path_style: true,
+                allow_http: true,
+                prefix: prefix.into(),
+            }))
+        };
+        assert_eq!(s3(None, ""), "s3:aws/pkgs/");
+        assert_eq!(
+            s3(Some("http://127.0.0.1:9100/"), "a/b"),
+            "s3:http://127.0.0.1:9100/pkgs/a/b/"
+        );
     }
 }

@@ -367,7 +367,7 @@ fn routes_whose_keys_meet_are_refused_naming_both() {
         "route \"/\"",
         "route \"/v2/\"",
         "\"/registry/\"",
-        "\"registry/\"",
+        "the keys under /etc/cdn/sample/registry/;",
     ] {
         assert!(err.message.contains(part), "{part} in {err}");
     }
@@ -384,7 +384,7 @@ fn routes_whose_keys_meet_are_refused_naming_both() {
         "  - prefix: /npm/\n    ttl: 5m\n    scope: npm\n",
         21,
         "routes[1].prefix",
-        "can read what route \"/npm/\" (routes[0]) serves: its path \"/\" reaches every key",
+        "can read what route \"/npm/\" (routes[0]) serves: its path \"/\" reaches the keys under /etc/cdn/sample/;",
     );
 }
 
@@ -558,4 +558,28 @@ fn package_routes_name_their_source() {
     let err = bad("    ttl: 5m\n", "    ttl: 5m\n    scope: oci\n");
     assert_eq!(err.field.as_deref(), Some("routes[0].scope"), "{err}");
     assert!(err.message.contains("/v2/"), "{err}");
+}
+
+/// Regression: the check compared backends by name, so a second name for the bucket let a
+/// public route read the registry layout again.
+#[test]
+fn a_second_name_for_one_store_is_the_same_keys() {
+    let text = GOOD
+        .replacen(
+            "      root: sample\n",
+            "      root: sample\n  backends:\n    alias:\n      local:\n        root: ./sample/../sample\n",
+            1,
+        )
+        .replacen(
+            "  - prefix: /npm/\n    ttl: 5m\n",
+            "  - prefix: /npm/\n    ttl: 5m\n  - prefix: /v2/\n    ttl: 5m\n    auth: true\n    scope: oci\n    source:\n      prefix: registry\n  - prefix: /registry/\n    ttl: 5m\n    source:\n      backend: alias\n",
+            1,
+        )
+        .replacen("  - prefix: /\n    ttl: 1h\n", "  - prefix: /\n    ttl: 1h\n    source:\n      prefix: files\n", 1);
+    let err = Config::parse(Path::new("/etc/cdn/config.yaml"), &text).unwrap_err();
+    assert!(
+        err.message
+            .contains("route \"/registry/\" (routes[2]) can read what route \"/v2/\" (routes[1])"),
+        "{err}"
+    );
 }

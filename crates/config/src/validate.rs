@@ -359,26 +359,18 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
             },
         });
     }
-    let reads: Vec<_> = routes.iter().map(key_spaces::Reads::of).collect();
+    let reads: Vec<_> = routes
+        .iter()
+        .map(|r| key_spaces::Reads::of(r, &origin))
+        .collect();
     if let Some(o) = key_spaces::first_overlap(&reads) {
         let (reader, owner) = (&routes[o.reader], &routes[o.owner]);
-        let backend = reader.source.backend.as_deref().map_or_else(
-            || "the default backend".to_owned(),
-            |b| format!("backend {b:?}"),
-        );
+        let keys = o.keys.strip_prefix("file:").unwrap_or(&o.keys);
         return Err(fail(
             &format!("routes[{}].prefix", o.reader),
             format!(
-                "route {:?} (routes[{}]) can read what route {:?} (routes[{}]) serves: its path {:?} reaches {} in {backend}; give one of them a `source` (prefix or backend) of its own",
-                reader.prefix,
-                o.reader,
-                owner.prefix,
-                o.owner,
-                o.path,
-                match o.keys.as_str() {
-                    "" => "every key".to_owned(),
-                    keys => format!("the keys under {keys:?}"),
-                }
+                "route {:?} (routes[{}]) can read what route {:?} (routes[{}]) serves: its path {:?} reaches the keys under {keys}; give one of them a `source` (prefix or backend) of its own",
+                reader.prefix, o.reader, owner.prefix, o.owner, o.path
             ),
         ));
     }
