@@ -5,8 +5,14 @@
 //! (mode 0700, checked, never followed through a symlink), and the socket is named by the
 //! tier, so the process that takes over finds it without knowing the old one's pid.
 //!
+//! Every folder above it must be out of other users' reach too (owned by this user or root,
+//! and writable by no one else unless sticky, as `/tmp` is): in a folder anyone may change, ours
+//! could be renamed away and another put in its place after the check.
+//!
 //! Where: `$RUNTIME_DIRECTORY` (systemd's `RuntimeDirectory=`), else `$XDG_RUNTIME_DIR/cdn`,
-//! else `<temp>/cdn-<uid>`. Two processes of one tier on one host need a folder each.
+//! else `<temp>/cdn-<uid>`. Two processes of one tier on one host need a folder each. Another
+//! user who makes `<temp>/cdn-<uid>` first stops the tier from starting (it refuses the
+//! folder): a unit's `RuntimeDirectory=` leaves no such opening.
 
 use std::fs::DirBuilder;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -55,6 +61,26 @@ fn ensure(dir: &Path) -> Result<(), String> {
             meta.permissions().mode() & 0o777
         ));
     }
+    let parent = dir
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .canonicalize()
+        .map_err(|e| format!("cannot read the folders above {shown}: {e}"))?;
+    for above in parent.ancestors() {
+        let meta = std::fs::metadata(above)
+            .map_err(|e| format!("cannot read {}: {e}", above.display()))?;
+        let mode = meta.permissions().mode();
+        let owner_ok = meta.uid() == 0 || meta.uid() == rustix::process::getuid().as_raw();
+        let sticky = mode & 0o1000 != 0;
+        if !owner_ok || (mode & 0o022 != 0 && !sticky) {
+            return Err(format!(
+                "the runtime folder {shown} is inside {}, which other users may change (owner {}, mode {:o}): the folder could be swapped for theirs",
+                above.display(),
+                meta.uid(),
+                mode & 0o7777
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -96,6 +122,18 @@ mod tests {
         let file = base.path().join("file");
         std::fs::write(&file, b"").unwrap();
         assert!(ensure(&file).is_err());
+
+        // Regression: a private folder inside one anyone may change could be renamed away
+        // and replaced after the check; inside a sticky one (as /tmp) it cannot.
+        let open_parent = base.path().join("open-parent");
+        std::fs::create_dir(&open_parent).unwrap();
+        std::fs::set_permissions(&open_parent, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = ensure(&open_parent.join("run")).unwrap_err();
+        assert!(e.contains("which other users may change"), "{e}");
+        let sticky = base.path().join("sticky");
+        std::fs::create_dir(&sticky).unwrap();
+        std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        ensure(&sticky.join("run")).expect("a sticky folder keeps ours ours");
 
         if rustix::process::getuid().is_root() {
             let theirs = base.path().join("theirs");
