@@ -150,25 +150,38 @@ impl Assembler {
             .any(|name| preconditions.contains_key(name));
         let target = admitted.upstream_target.clone();
         let first_slice = Slice { index: 0, size };
+        // The first slice needed: the one holding the first byte asked for, when the range
+        // says which without knowing the length.
+        let mut start_hint = asked.as_deref().and_then(range::first_byte).unwrap_or(0);
         if asked.is_some() || conditional {
             if let Some(stored) = self.stored(admitted, first_slice).await {
-                let plan = Plan::of(&stored.header, asked.as_deref(), &preconditions);
-                if let Some(plan @ (Plan::NotModified | Plan::Unsatisfiable)) = plan {
-                    let report = Report {
-                        outcome: Outcome {
-                            cache: CacheUse::Hit,
-                            fresh_until: Some(stored.fresh_until),
-                            ..Outcome::default()
-                        },
-                        upstream: UpstreamEntries::default(),
-                    };
-                    return Ok(plan.answer(&stored.header, report, None, size, target, request_id));
+                match Plan::of(&stored.header, asked.as_deref(), &preconditions) {
+                    Some(plan @ (Plan::NotModified | Plan::Unsatisfiable)) => {
+                        let report = Report {
+                            outcome: Outcome {
+                                cache: CacheUse::Hit,
+                                fresh_until: Some(stored.fresh_until),
+                                ..Outcome::default()
+                            },
+                            upstream: UpstreamEntries::default(),
+                        };
+                        return Ok(plan.answer(
+                            &stored.header,
+                            report,
+                            None,
+                            size,
+                            target,
+                            request_id,
+                        ));
+                    }
+                    // The stored length says where the answer starts (a range that an
+                    // `If-Range` voids starts at 0, wherever it pointed).
+                    Some(Plan::Full) => start_hint = 0,
+                    Some(Plan::Bytes(r)) => start_hint = r.start,
+                    None => {}
                 }
             }
         }
-        // The first slice needed: the one holding the first byte asked for, when the range
-        // says which without knowing the length.
-        let start_hint = asked.as_deref().and_then(range::first_byte).unwrap_or(0);
         let mut first = self
             .fetch(
                 session,
