@@ -20,14 +20,21 @@ pub fn check(method: &Method, body_empty: bool) -> Result<(), HttpError> {
 }
 
 /// Whether an HTTP/1.1 request head says a body follows (RFC 9112 §6.3): any
-/// `Transfer-Encoding`, or a `Content-Length` other than 0 (an unreadable one included).
+/// `Transfer-Encoding`, or a `Content-Length` that is not a number of value 0 (`0`, `00`: none;
+/// an unreadable one: a body).
 pub fn h1_body_follows(headers: &HeaderMap) -> bool {
+    let zero = |v: &[u8]| !v.is_empty() && v.iter().all(|b| *b == b'0');
     headers.contains_key(header::TRANSFER_ENCODING)
         || headers
             .get_all(header::CONTENT_LENGTH)
             .iter()
-            .any(|v| v.as_bytes().trim_ascii() != b"0")
+            .any(|v| !zero(v.as_bytes().trim_ascii()))
 }
+
+/// The fields that frame a request's body, dropped from a read before it goes on: it has no
+/// body, and the next tier must not read one into it.
+pub const BODY_FIELDS: [header::HeaderName; 2] =
+    [header::CONTENT_LENGTH, header::TRANSFER_ENCODING];
 
 #[cfg(test)]
 mod tests {
@@ -60,12 +67,19 @@ mod tests {
         let follows = |fields: &[(&str, &str)]| h1_body_follows(&head(fields));
         assert!(!follows(&[]));
         assert!(!follows(&[("content-length", "0")]));
+        assert!(
+            !follows(&[("content-length", "00")]),
+            "a zero in any spelling"
+        );
         assert!(follows(&[("content-length", "10")]));
         assert!(follows(&[("content-length", "0"), ("content-length", "5")]));
         assert!(
             follows(&[("content-length", "x")]),
             "unreadable is not empty"
         );
+        for odd in ["+0", "-0", "0x0", "0, 0", ""] {
+            assert!(follows(&[("content-length", odd)]), "{odd:?}");
+        }
         assert!(follows(&[("transfer-encoding", "chunked")]));
         assert!(follows(&[("transfer-encoding", "gzip, chunked")]));
     }

@@ -371,6 +371,11 @@ impl ProxyHttp for TierProxy {
         if let Err(refused) = cdn_http::framing::check(&session.req_header().method, body_empty) {
             return self.refuse(session, ctx, &refused).await;
         }
+        if session.req_header().method.is_safe() && body_empty {
+            for name in &cdn_http::framing::BODY_FIELDS {
+                session.req_header_mut().remove_header(name);
+            }
+        }
         for name in cacheability::connection_listed(&session.req_header().headers) {
             session.req_header_mut().remove_header(name.as_str());
         }

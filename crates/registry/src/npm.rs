@@ -12,13 +12,15 @@ pub const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
 pub const FULL: &str = "application/json";
 
 /// Which of the two packuments a request's `Accept` values ask for: the abbreviated one when
-/// npm's install type is named anywhere in them, else the full document. Every `Accept` comes
+/// npm's install type is named anywhere in them (in any case: media types are), else the full
+/// document. Every `Accept` comes
 /// down to one of the two, so a packument has two variants whatever clients send.
 pub fn wants_abbreviated<'a>(accept: impl IntoIterator<Item = &'a [u8]>) -> bool {
     let wanted = ABBREVIATED.as_bytes();
-    accept
-        .into_iter()
-        .any(|v| v.windows(wanted.len()).any(|w| w == wanted))
+    accept.into_iter().any(|v| {
+        v.windows(wanted.len())
+            .any(|w| w.eq_ignore_ascii_case(wanted))
+    })
 }
 
 /// The one `Accept` value each packument is asked by.
@@ -420,6 +422,7 @@ mod tests {
             "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*"
         ]));
         assert!(asks(&["text/html", ABBREVIATED]));
+        assert!(asks(&["APPLICATION/VND.NPM.INSTALL-V1+JSON"]));
         assert!(!asks(&["application/json"]));
         assert!(!asks(&["x/bust-1, application/json"]));
         assert!(!asks(&[]));
