@@ -38,6 +38,12 @@ impl From<BadPath> for crate::HttpError {
 /// The longest canonical path and query a tier sends on (well under what any HTTP parser
 /// takes, and a URI's own limit).
 pub const MAX_TARGET: usize = 8 * 1024;
+/// The longest decoded path: no object key is longer (S3's limit), and a local folder's path
+/// is soon past what the file system takes.
+pub const MAX_PATH: usize = 1024;
+/// The longest segment of a decoded path: no file name is longer. (Past it origin-adapter's
+/// folder failed with a 502, never stored, so each such request went to the origin.)
+pub const MAX_SEGMENT: usize = 255;
 
 /// Bytes written percent-encoded in a canonical path: everything but RFC 3986's unreserved
 /// characters, sub-delims, `:`, `@` and `/`.
@@ -84,7 +90,8 @@ impl Target {
         };
         // Re-encoding may triple a path's length: judge what will be sent on.
         let sent = target.encoded_path().len() + target.query.as_ref().map_or(0, |q| q.len() + 1);
-        if sent > MAX_TARGET {
+        let segment_too_long = target.path.split('/').any(|s| s.len() > MAX_SEGMENT);
+        if sent > MAX_TARGET || target.path.len() > MAX_PATH || segment_too_long {
             return Err(BadPath::TOO_LONG);
         }
         Ok(target)
@@ -269,7 +276,16 @@ mod tests {
         let long = format!("/{}", "%C3%A9".repeat(MAX_TARGET / 4));
         assert_eq!(target(&long), Err(BadPath::TOO_LONG));
         assert_eq!(crate::HttpError::from(BadPath::TOO_LONG).status(), 414);
-        assert!(target(&format!("/{}", "a".repeat(MAX_TARGET - 1))).is_ok());
+        let segments = |n: usize, len: usize| format!("/{}", vec!["a".repeat(len); n].join("/"));
+        assert!(target(&segments(4, MAX_SEGMENT)).is_ok());
+        assert_eq!(
+            target(&segments(1, MAX_SEGMENT + 1)),
+            Err(BadPath::TOO_LONG)
+        );
+        assert_eq!(target(&segments(1, MAX_PATH)), Err(BadPath::TOO_LONG));
+        // Many short segments: the whole path's length decides.
+        assert!(target(&segments(511, 1)).is_ok(), "1,022 bytes");
+        assert_eq!(target(&segments(3000, 1)), Err(BadPath::TOO_LONG));
     }
 
     #[test]
