@@ -117,18 +117,26 @@ pub struct Admitted {
     pub route_prefix: String,
     /// The canonical path and the query parameters the route keeps, encoded.
     pub upstream_target: String,
+    /// Where the route reads its objects (backend and key prefix), part of every cache key.
+    pub source: String,
 }
 
 impl Admitted {
     /// The cache key: the canonical target, whatever the Host (one origin per deployment),
     /// never a credential. Variants (`Vary`) are told apart by pingora-cache on top of it.
     pub fn cache_key(&self) -> CacheKey {
-        cache_key(&self.upstream_target)
+        cache_key(&self.source, &self.upstream_target)
     }
 
     /// The cache key of one slice of the object (a route with `slice`).
     pub fn slice_key(&self, slice: cdn_http::slice::Slice) -> CacheKey {
-        cache_key(&format!("{}{}", self.upstream_target, slice.key_suffix()))
+        let target = format!("{}{}", self.upstream_target, slice.key_suffix());
+        cache_key(&self.source, &target)
+    }
+
+    /// The cache key a GET of `target` on this request's route is looked up under.
+    pub fn key_of(&self, target: &Target) -> CacheKey {
+        cache_key(&self.source, &upstream_target(target, &self.policy))
     }
 
     /// The canonical path after the route's prefix.
@@ -140,9 +148,13 @@ impl Admitted {
     }
 }
 
-/// The cache key of a request sent upstream as `upstream_target`.
-fn cache_key(upstream_target: &str) -> CacheKey {
-    CacheKey::new(upstream_target, "")
+/// The cache key of a request sent upstream as `upstream_target` on a route that reads
+/// `source`: both, framed (the source's length first, so no two pairs spell one key). A path
+/// read from another source is another object, so a route whose source changes never serves
+/// what its old source gave (the shipped catch-all's copies of the registry layout, once it
+/// reads a folder of its own).
+fn cache_key(source: &str, upstream_target: &str) -> CacheKey {
+    CacheKey::new(format!("{}:{source}{upstream_target}", source.len()), "")
 }
 
 /// What a request for `target` on a route with `policy` is sent upstream as: the canonical
@@ -154,12 +166,6 @@ fn upstream_target(target: &Target, policy: &RoutePolicy) -> String {
         upstream_target.push_str(&query);
     }
     upstream_target
-}
-
-/// The cache key a GET of `target` on a route with `policy` is looked up under, as
-/// [`admit`] computes it for a request.
-pub fn cache_key_of(target: &Target, policy: &RoutePolicy) -> CacheKey {
-    cache_key(&upstream_target(target, policy))
 }
 
 /// How the routes name what a request's path names, for the form of a refusal: by its
@@ -207,5 +213,45 @@ pub fn admit(
         pass,
         route_prefix: route.prefix.clone(),
         upstream_target,
+        source: format!(
+            "{}/{}",
+            route.source.backend.as_deref().unwrap_or_default(),
+            route.source.prefix
+        ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::cache::key::CacheHashKey;
+
+    fn routes(source: &str) -> Routes {
+        let text = format!(
+            "origin:\n  listen: 127.0.0.1:9000\n  backend:\n    local:\n      root: x\n\
+             shield:\n  listen: 127.0.0.1:8081\n  origin: 127.0.0.1:9000\n  cache:\n    memory: 8MiB\n\
+             edge:\n  listen: 127.0.0.1:8080\n  shields: [127.0.0.1:8081]\n  cache:\n    memory: 8MiB\n\
+             routes:\n  - prefix: /\n    ttl: 1m\n    source: {{prefix: {source}}}\n"
+        );
+        let config = cdn_config::Config::parse(std::path::Path::new("/x.yaml"), &text).unwrap();
+        config.routes
+    }
+
+    fn key(source: &str, path: &str) -> [u8; 16] {
+        let req = RequestHeader::build("GET", path.as_bytes(), None).unwrap();
+        let admitted = admit(&req, None, &routes(source), &Open).unwrap();
+        admitted.cache_key().primary_bin()
+    }
+
+    /// Regression: the cache key was the path alone, so once the shipped catch-all read a
+    /// folder of its own, the copies it had made of the registry layout (read over the
+    /// bucket's root) were still served under the same paths.
+    #[test]
+    fn a_path_read_from_another_source_is_another_object() {
+        assert_eq!(key("files", "/a/b"), key("files", "/a/b"));
+        assert_ne!(key("files", "/a/b"), key("other", "/a/b"));
+        assert_ne!(key("files", "/a/b"), key("\"\"", "/a/b"));
+        // Framed: a source and a path never run into one another.
+        assert_ne!(key("ab", "/c"), key("a", "/bc"));
+    }
 }

@@ -10,7 +10,7 @@
 //! - integrity: at the shield, a full 200 body is hashed as it passes when what it must hash to
 //!   is known — the digest an oci path names, else the upstream's `Repr-Digest` ([`Integrity`]).
 
-use crate::admission::{self, Admitted};
+use crate::admission::Admitted;
 use bytes::Bytes;
 use cdn_config::Naming;
 use cdn_http::Target;
@@ -74,7 +74,7 @@ pub fn packument_key(admitted: &Admitted, upstream_status: u16) -> Option<CacheK
     };
     let uri: http::Uri = format!("{}{name}", admitted.route_prefix).parse().ok()?;
     let target = Target::parse(&uri, None).ok()?;
-    Some(admission::cache_key_of(&target, &admitted.policy))
+    Some(admitted.key_of(&target))
 }
 
 /// What packuments say before a path-absolute tarball URL.
@@ -241,6 +241,7 @@ mod tests {
             policy,
             pass: crate::admission::Pass::AsIs,
             route_prefix: prefix.to_owned(),
+            source: "/npm".to_owned(),
         }
     }
 
