@@ -128,3 +128,36 @@ async fn connect(
         .await
         .expect("TLS handshake")
 }
+
+/// Opens a TLS connection to `addr`, sends one GET of `path` and reads its answer, then keeps
+/// the connection open with no stream until the server closes it or `wait` passes; whether
+/// the server closed it.
+pub fn closed_when_idle(
+    addr: SocketAddr,
+    name: &str,
+    ca: &Path,
+    path: &str,
+    wait: Duration,
+) -> bool {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let tls = connect(addr, name, ca).await;
+        let (mut client, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
+        let mut driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let req = http::Request::get(format!("https://{name}{path}"))
+            .body(())
+            .expect("a request");
+        let (response, _) = client.send_request(req, true).expect("send a request");
+        let mut body = response.await.expect("an answer").into_body();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.expect("a body");
+            let _ = body.flow_control().release_capacity(chunk.len());
+        }
+        tokio::time::timeout(wait, &mut driver).await.is_ok()
+    })
+}

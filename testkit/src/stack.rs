@@ -70,6 +70,8 @@ pub struct StackOptions {
     pub upstream_timeout: &'static str,
     /// `send_timeout` of the shields and edges.
     pub send_timeout: &'static str,
+    /// `idle_timeout` of the shields and edges.
+    pub idle_timeout: &'static str,
     /// `max_waiters` of the shields and edges.
     pub max_waiters: usize,
     pub memory: &'static str,
@@ -132,6 +134,7 @@ impl StackOptions {
             shield_origin: None,
             upstream_timeout: "10s",
             send_timeout: "30s",
+            idle_timeout: "60s",
             max_waiters: 4096,
             memory: "512MiB",
             max_object: "128MiB",
@@ -588,8 +591,8 @@ impl Stack {
         };
         format!(
             "origin:\n  listen: {origin}\n  admin: {origin_admin}\n  timeout: {timeout}\n  backend:\n{backend}\
-             shield:\n  listen: {shield}\n  admin: {shield_admin}\n  origin: {shield_upstream}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: {upstream_timeout}\n  send_timeout: {send_timeout}\n  max_waiters: {max_waiters}\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{shield_disk}\
-             edge:\n  listen: {edge}\n  admin: {edge_admin}\n{edge_tls}  shields: [{shields}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: {upstream_timeout}\n  send_timeout: {send_timeout}\n  max_waiters: {max_waiters}\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
+             shield:\n  listen: {shield}\n  admin: {shield_admin}\n  origin: {shield_upstream}\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: {upstream_timeout}\n  send_timeout: {send_timeout}\n  idle_timeout: {idle_timeout}\n  max_waiters: {max_waiters}\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{shield_disk}\
+             edge:\n  listen: {edge}\n  admin: {edge_admin}\n{edge_tls}  shields: [{shields}]\n  threads: 2\n  grace_period: 0s\n  upstream_timeout: {upstream_timeout}\n  send_timeout: {send_timeout}\n  idle_timeout: {idle_timeout}\n  max_waiters: {max_waiters}\n  cache:\n    memory: {memory}\n    max_object: {max_object}\n{edge_disk}\
              logging:\n  format: {log_format}\n\
              auth:\n  token_keys:\n{token_keys}{api_keys}\
              {trust}\
@@ -609,6 +612,7 @@ impl Stack {
             timeout = o.origin_timeout,
             upstream_timeout = o.upstream_timeout,
             send_timeout = o.send_timeout,
+            idle_timeout = o.idle_timeout,
             max_waiters = o.max_waiters,
             shield = w.shield.traffic,
             shield_admin = admin(w.shield),

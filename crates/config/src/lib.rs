@@ -205,6 +205,8 @@ pub struct ProxyConfig {
     pub health_check: Duration,
     /// How long one write to a client may wait; then the client is dropped.
     pub send_timeout: Duration,
+    /// How long a client's connection may stay open with no request in progress.
+    pub idle_timeout: Duration,
     /// The slowest a client may read (bytes per second, HTTP/1.1), if set.
     pub min_send_rate: Option<u64>,
     /// Requests that may stream one object while it fills; past it, 503 with Retry-After.

@@ -167,6 +167,10 @@ pub(super) struct Shield {
     /// A fill never waits for its clients: it goes on at the upstream's pace into the cache.
     #[serde(default = "default_send_timeout")]
     pub send_timeout: Dur,
+    /// How long a client's connection may stay open with no request in progress (HTTP/1.1
+    /// keep-alive between requests; HTTP/2 with no stream open); then it is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Dur,
     /// The slowest a client may read, in bytes per second (HTTP/1.1): each write may then take
     /// its length over this rate (at least a second) instead of `send_timeout`. Omit: none.
     pub min_send_rate: Option<ByteSize>,
@@ -211,6 +215,10 @@ pub(super) struct Edge {
     /// A fill never waits for its clients: it goes on at the upstream's pace into the cache.
     #[serde(default = "default_send_timeout")]
     pub send_timeout: Dur,
+    /// How long a client's connection may stay open with no request in progress (HTTP/1.1
+    /// keep-alive between requests; HTTP/2 with no stream open); then it is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Dur,
     /// The slowest a client may read, in bytes per second (HTTP/1.1): each write may then take
     /// its length over this rate (at least a second) instead of `send_timeout`. Omit: none.
     pub min_send_rate: Option<ByteSize>,
@@ -423,6 +431,10 @@ fn default_upstream_timeout() -> Dur {
 fn default_max_waiters() -> usize {
     4096
 }
+fn default_idle_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(60))
+}
+
 fn default_send_timeout() -> Dur {
     Dur(std::time::Duration::from_secs(30))
 }

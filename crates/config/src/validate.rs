@@ -154,6 +154,8 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
         ("edge.health_check", file.edge.health_check.0),
         ("shield.send_timeout", s.send_timeout.0),
         ("edge.send_timeout", file.edge.send_timeout.0),
+        ("shield.idle_timeout", s.idle_timeout.0),
+        ("edge.idle_timeout", file.edge.idle_timeout.0),
     ] {
         if every.is_zero() {
             return Err(fail(field, "must be more than 0".into()));
@@ -173,6 +175,7 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
         upstream_timeout: s.upstream_timeout.0,
         health_check: s.health_check.0,
         send_timeout: s.send_timeout.0,
+        idle_timeout: s.idle_timeout.0,
         min_send_rate: s.min_send_rate.map(|r| r.0),
         max_waiters: s.max_waiters,
         threads: threads("shield", s.threads)?,
@@ -223,6 +226,7 @@ pub(crate) fn validate(path: &Path, text: &str, file: raw::File) -> Result<Confi
         upstream_timeout: e.upstream_timeout.0,
         health_check: e.health_check.0,
         send_timeout: e.send_timeout.0,
+        idle_timeout: e.idle_timeout.0,
         min_send_rate: e.min_send_rate.map(|r| r.0),
         max_waiters: e.max_waiters,
         threads: threads("edge", e.threads)?,

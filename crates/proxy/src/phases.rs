@@ -46,6 +46,8 @@ pub struct TierProxy {
     max_object_bytes: usize,
     trust_request_id: bool,
     send_timeout: Duration,
+    /// A client connection with no request in progress is closed after this (HTTP/1.1).
+    idle_timeout: Duration,
     min_send_rate: Option<usize>,
     /// Answers sliced routes from slices asked of this tier, inside the process.
     slices: Assembler,
@@ -83,6 +85,7 @@ impl TierProxy {
             max_object_bytes: usize::try_from(config.cache.max_object_bytes).unwrap_or(usize::MAX),
             trust_request_id: config.trust_request_id,
             send_timeout: config.send_timeout,
+            idle_timeout: config.idle_timeout,
             min_send_rate: config
                 .min_send_rate
                 .map(|r| usize::try_from(r).unwrap_or(usize::MAX)),
@@ -349,6 +352,12 @@ impl ProxyHttp for TierProxy {
         session
             .downstream_session
             .set_write_timeout(Some(self.send_timeout));
+        if session.get_keepalive().is_some() {
+            // Kept alive, but not for ever: an idle connection is closed after the idle
+            // timeout (HTTP/1.1 kept connections open as long as their clients did, and one
+            // client could hold every descriptor the tier has).
+            session.set_keepalive(Some(self.idle_timeout.as_secs().max(1)));
+        }
         session
             .downstream_session
             .set_min_send_rate(self.min_send_rate);

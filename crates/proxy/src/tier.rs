@@ -184,6 +184,13 @@ impl ProxyTier {
         let health = proxy.health_checks(settings.health_check);
         let mut service =
             pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, tier.name());
+        // An HTTP/2 connection with no stream open is closed after the idle timeout (the
+        // HTTP/1.1 one is set per request, in `early_request_filter`).
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2_idle_timeout = Some(settings.idle_timeout);
+        if let Some(app) = service.app_logic_mut() {
+            app.server_options = Some(options);
+        }
         service.add_tcp(&listen.traffic.to_string());
         if let (Some(addr), Some((_, tls))) = (listen.tls, &tls) {
             // rustls writes each record it seals straight through: with Pingora's default
