@@ -545,7 +545,7 @@ fn idle_connections_are_closed() {
     let root = origin_dir(&[("a.txt", "a".repeat(1000))]);
     let mut options = StackOptions::new(Backend::Local(root.path().to_owned())).processes();
     options.tls = Some(EdgeTls::new(vec![files]));
-    options.idle_timeout = "1s";
+    options.idle_timeout = "5s";
     let stack = Stack::start(options);
     assert_eq!(get(&stack.url("/a.txt")).status, 200);
     let before = (
@@ -569,8 +569,8 @@ fn idle_connections_are_closed() {
         })
         .collect();
     assert!(
-        descriptors(stack.pid("edge")) >= before.0 + 200,
-        "the connections are open"
+        descriptors(stack.pid("edge")) >= before.0 + 150,
+        "the connections are open (those opened first may be closed already)"
     );
     descriptors_back(&stack, before, "200 idle HTTP/1.1 connections");
     for mut stream in idle {
