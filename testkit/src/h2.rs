@@ -54,16 +54,8 @@ pub fn exchange(
     requests: Vec<H2Request>,
     wait: Duration,
 ) -> Vec<u16> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async move {
-        let tls = connect(addr, name, ca).await;
-        let (mut client, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
-        let driver = tokio::spawn(async move {
-            let _ = connection.await;
-        });
+    block_on(async move {
+        let (mut client, driver) = open(addr, name, ca).await;
         let mut answers = Vec::new();
         let mut open = Vec::new();
         for r in requests {
@@ -104,6 +96,30 @@ pub fn exchange(
     })
 }
 
+/// Runs `work` on a runtime of its own, so tests stay plain synchronous code.
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(work)
+}
+
+/// An HTTP/2 connection over TLS to `addr`, and the task driving it (it ends when the
+/// connection does).
+async fn open(
+    addr: SocketAddr,
+    name: &str,
+    ca: &Path,
+) -> (h2::client::SendRequest<Bytes>, tokio::task::JoinHandle<()>) {
+    let tls = connect(addr, name, ca).await;
+    let (client, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (client, driver)
+}
+
 async fn connect(
     addr: SocketAddr,
     name: &str,
@@ -139,16 +155,8 @@ pub fn closed_when_idle(
     path: &str,
     wait: Duration,
 ) -> bool {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async move {
-        let tls = connect(addr, name, ca).await;
-        let (mut client, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
-        let mut driver = tokio::spawn(async move {
-            let _ = connection.await;
-        });
+    block_on(async move {
+        let (mut client, mut driver) = open(addr, name, ca).await;
         let req = http::Request::get(format!("https://{name}{path}"))
             .body(())
             .expect("a request");

@@ -47,6 +47,24 @@ fn edge_certificate() -> (tempfile::TempDir, std::path::PathBuf, testkit::TlsFil
     (certs, ca_pem, files)
 }
 
+/// The stack as processes, serving `a.txt`, with a TLS listener at the edge; the folders that
+/// hold the certificates and the origin, and the CA's certificate.
+fn tls_stack(
+    tune: impl FnOnce(&mut StackOptions),
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    tempfile::TempDir,
+    Stack,
+) {
+    let (certs, ca_pem, files) = edge_certificate();
+    let root = origin_dir(&[("a.txt", "a".repeat(1000))]);
+    let mut options = StackOptions::new(Backend::Local(root.path().to_owned())).processes();
+    options.tls = Some(EdgeTls::new(vec![files]));
+    tune(&mut options);
+    (certs, ca_pem, root, Stack::start(options))
+}
+
 fn read_stack() -> (tempfile::TempDir, Stack) {
     let root = origin_dir(&[
         ("a.txt", "a".repeat(1000)),
@@ -151,11 +169,7 @@ fn reads_with_a_body_are_refused_and_hold_nothing() {
 /// finish it, a hundred to a connection, each connection dropped with its streams open.
 #[test]
 fn http2_reads_with_a_body_are_refused_and_hold_nothing() {
-    let (_certs, ca_pem, files) = edge_certificate();
-    let root = origin_dir(&[("a.txt", "a".repeat(1000))]);
-    let mut options = StackOptions::new(Backend::Local(root.path().to_owned())).processes();
-    options.tls = Some(EdgeTls::new(vec![files]));
-    let stack = Stack::start(options);
+    let (_certs, ca_pem, _root, stack) = tls_stack(|_| {});
     let tls = stack.edge_tls.expect("a TLS listener");
     let wait = Duration::from_secs(10);
     let statuses = h2::exchange(
@@ -541,12 +555,7 @@ fn variants_past_the_bound_are_served_uncached_and_counted() {
 /// connection is now closed after `idle_timeout`.
 #[test]
 fn idle_connections_are_closed() {
-    let (_certs, ca_pem, files) = edge_certificate();
-    let root = origin_dir(&[("a.txt", "a".repeat(1000))]);
-    let mut options = StackOptions::new(Backend::Local(root.path().to_owned())).processes();
-    options.tls = Some(EdgeTls::new(vec![files]));
-    options.idle_timeout = "5s";
-    let stack = Stack::start(options);
+    let (_certs, ca_pem, _root, stack) = tls_stack(|o| o.idle_timeout = "5s");
     assert_eq!(get(&stack.url("/a.txt")).status, 200);
     let before = (
         descriptors(stack.pid("edge")),
