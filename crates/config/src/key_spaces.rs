@@ -16,8 +16,12 @@
 //!
 //! Sources are compared by where they read, not by their backends' names: two names for one
 //! folder or bucket, or a folder inside another, are the same keys (a second backend over the
-//! bucket had let a public route read the registry layout again). Local folders are compared
-//! as written, made absolute and without `.` and `..`; symbolic links are not followed.
+//! bucket had let a public route read the registry layout again). A local folder is compared
+//! as the file system resolves it (symbolic links followed) where it exists, as on the
+//! origin's host, else as written without `.` and `..`. Two S3 backends naming one bucket are
+//! taken for one store whatever their endpoints say: one endpoint has many spellings (host
+//! case, a default port, `localhost` for `127.0.0.1`, AWS's regional names), and a bucket name
+//! is one store's at a given service.
 
 use crate::{Backend, Naming, OriginConfig, Route};
 use std::path::{Component, Path, PathBuf};
@@ -75,21 +79,15 @@ impl Reads<'_> {
 fn location(backend: &Backend) -> String {
     match backend {
         Backend::Local { root } => {
-            let mut at = format!("file:{}", normal(root).display());
+            let real = root.canonicalize().unwrap_or_else(|_| normal(root));
+            let mut at = format!("file:{}", real.display());
             if !at.ends_with('/') {
                 at.push('/');
             }
             at
         }
         Backend::S3(s3) => {
-            let mut at = format!(
-                "s3:{}/{}/",
-                s3.endpoint
-                    .as_deref()
-                    .unwrap_or("aws")
-                    .trim_end_matches('/'),
-                s3.bucket
-            );
+            let mut at = format!("s3:{}/", s3.bucket.to_ascii_lowercase());
             if !s3.prefix.is_empty() {
                 at.push_str(&format!("{}/", s3.prefix.trim_matches('/')));
             }
@@ -310,10 +308,25 @@ mod tests {
                 prefix: prefix.into(),
             }))
         };
-        assert_eq!(s3(None, ""), "s3:aws/pkgs/");
-        assert_eq!(
-            s3(Some("http://127.0.0.1:9100/"), "a/b"),
-            "s3:http://127.0.0.1:9100/pkgs/a/b/"
-        );
+        assert_eq!(s3(None, ""), "s3:pkgs/");
+        // Regression: one endpoint spelled two ways was two stores.
+        for endpoint in [
+            None,
+            Some("http://LocalHost:9100"),
+            Some("http://127.0.0.1:9100/"),
+        ] {
+            assert_eq!(s3(endpoint, "a/b"), "s3:pkgs/a/b/", "{endpoint:?}");
+        }
+        // Regression: a symbolic link to a folder, or `..` after one, is where it leads.
+        let base = std::env::temp_dir().join(format!("key-spaces-{}", std::process::id()));
+        let real = base.join("real/registry");
+        std::fs::create_dir_all(real.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&real, base.join("link")).unwrap();
+        std::fs::create_dir_all(base.join("d1")).unwrap();
+        std::os::unix::fs::symlink(real.join("sub"), base.join("d1/ln")).unwrap();
+        let resolved = format!("file:{}/", real.canonicalize().unwrap().display());
+        assert_eq!(local(base.join("link").to_str().unwrap()), resolved);
+        assert_eq!(local(base.join("d1/ln/..").to_str().unwrap()), resolved);
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
