@@ -2,12 +2,14 @@
 //! binds that socket first receives the listening sockets when the tier hands them over
 //! (SIGQUIT): in a world-writable folder under a name made of the tier, its pid and its port,
 //! a local script could bind it and answer the tier's clients. The folder is this user's alone
-//! (mode 0700, checked, never followed through a symlink), and the socket is named by the
-//! tier, so the process that takes over finds it without knowing the old one's pid.
+//! (mode 0700, checked), and the socket is named by the tier, so the process that takes over
+//! finds it without knowing the old one's pid.
 //!
-//! Every folder above it must be out of other users' reach too (owned by this user or root,
-//! and writable by no one else unless sticky, as `/tmp` is): in a folder anyone may change, ours
-//! could be renamed away and another put in its place after the check.
+//! The folder's path is resolved once (symbolic links followed) and only the resolved path is
+//! used after: a link anywhere in the path as given could be pointed elsewhere later. Every
+//! folder above the resolved one must be out of other users' reach too (owned by this user or
+//! root, and writable by no one else unless sticky, as `/tmp` is): in a folder anyone may
+//! change, ours could be renamed away and another put in its place after the check.
 //!
 //! Where: `$RUNTIME_DIRECTORY` (systemd's `RuntimeDirectory=`), else `$XDG_RUNTIME_DIR/cdn`,
 //! else `<temp>/cdn-<uid>`. Two processes of one tier on one host need a folder each. Another
@@ -18,7 +20,7 @@ use std::fs::DirBuilder;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// The folder, made if missing, and checked to be private to this user.
+/// The folder, made if missing, checked to be private to this user, as its resolved path.
 pub fn private() -> Result<PathBuf, String> {
     let dir = match std::env::var_os("RUNTIME_DIRECTORY") {
         // systemd lists several folders separated by ':' when the unit names several.
@@ -30,25 +32,29 @@ pub fn private() -> Result<PathBuf, String> {
             }
         },
     };
-    ensure(&dir)?;
-    Ok(dir)
+    ensure(&dir)
 }
 
-/// Makes `dir` (mode 0700) if it does not exist, then refuses it unless it is a folder (not a
-/// link to one) owned by this user that no one else may enter.
-fn ensure(dir: &Path) -> Result<(), String> {
-    let shown = dir.display();
+/// Makes `dir` (mode 0700) if it does not exist and resolves it, then refuses it unless it is
+/// a folder owned by this user that no one else may enter, below folders no one else may
+/// change; returns the resolved path.
+fn ensure(dir: &Path) -> Result<PathBuf, String> {
     match DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("cannot make the runtime folder {shown}: {e}")),
+        Err(e) => {
+            let shown = dir.display();
+            return Err(format!("cannot make the runtime folder {shown}: {e}"));
+        }
     }
-    let meta = std::fs::symlink_metadata(dir)
+    let real = dir
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve the runtime folder {}: {e}", dir.display()))?;
+    let shown = real.display();
+    let meta = std::fs::symlink_metadata(&real)
         .map_err(|e| format!("cannot read the runtime folder {shown}: {e}"))?;
     if !meta.file_type().is_dir() {
-        return Err(format!(
-            "the runtime folder {shown} is not a folder (a link?)"
-        ));
+        return Err(format!("the runtime folder {shown} is not a folder"));
     }
     if meta.uid() != rustix::process::getuid().as_raw() {
         return Err(format!(
@@ -61,12 +67,7 @@ fn ensure(dir: &Path) -> Result<(), String> {
             meta.permissions().mode() & 0o777
         ));
     }
-    let parent = dir
-        .parent()
-        .unwrap_or(Path::new("/"))
-        .canonicalize()
-        .map_err(|e| format!("cannot read the folders above {shown}: {e}"))?;
-    for above in parent.ancestors() {
+    for above in real.ancestors().skip(1) {
         let meta = std::fs::metadata(above)
             .map_err(|e| format!("cannot read {}: {e}", above.display()))?;
         let mode = meta.permissions().mode();
@@ -81,7 +82,7 @@ fn ensure(dir: &Path) -> Result<(), String> {
             ));
         }
     }
-    Ok(())
+    Ok(real)
 }
 
 /// The graceful-upgrade socket of `tier` in `dir`.
@@ -112,12 +113,19 @@ mod tests {
         let e = ensure(&open).unwrap_err();
         assert!(e.contains("open to other users (mode 777)"), "{e}");
 
+        // A link is followed once and its target judged; the resolved path is what is used,
+        // so the link pointed elsewhere later changes nothing (regression: a link above the
+        // folder, another user's, was swapped after the check).
         let private = base.path().join("private");
-        ensure(&private).unwrap();
+        let real = ensure(&private).unwrap();
         let link = base.path().join("link");
         std::os::unix::fs::symlink(&private, &link).unwrap();
-        let e = ensure(&link).unwrap_err();
-        assert!(e.contains("not a folder"), "{e}");
+        assert_eq!(ensure(&link).unwrap(), real);
+        let to_open = base.path().join("to-open");
+        std::os::unix::fs::symlink(&open, &to_open).unwrap();
+        assert!(ensure(&to_open)
+            .unwrap_err()
+            .contains("open to other users"));
 
         let file = base.path().join("file");
         std::fs::write(&file, b"").unwrap();
