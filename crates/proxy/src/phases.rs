@@ -183,16 +183,19 @@ impl TierProxy {
             .slices
             .plan(session, admitted, size, &ctx.request_id)
             .await?;
+        let slices::Assembly {
+            mut header,
+            header_only,
+            report,
+            body,
+        } = assembly;
         ctx.settled = true;
         ctx.looked_up = true;
-        ctx.outcome = assembly.report.outcome;
-        ctx.upstream = assembly.report.upstream.clone();
-        let mut header = assembly.header.clone();
+        ctx.outcome = report.outcome;
+        ctx.upstream = report.upstream;
         self.response_filter(session, &mut header, ctx).await?;
-        session
-            .write_response_header(header, assembly.header_only)
-            .await?;
-        self.slices.stream(session, assembly).await?;
+        session.write_response_header(header, header_only).await?;
+        self.slices.stream(session, body).await?;
         Ok(true)
     }
 

@@ -101,8 +101,12 @@ pub struct Assembly {
     pub header_only: bool,
     /// What the fetches did, for this request's `Cache-Status` and log line.
     pub report: Report,
-    body: Body,
+    /// What `Assembler::stream` sends once the header is sent.
+    pub body: Rest,
 }
+
+/// The body an assembly's header announced, still to be sent.
+pub struct Rest(Body);
 
 enum Body {
     None,
@@ -212,7 +216,7 @@ impl Assembler {
                 header,
                 header_only,
                 report,
-                body,
+                body: Rest(body),
             });
         };
         let header = first.header.clone();
@@ -220,8 +224,8 @@ impl Assembler {
     }
 
     /// Sends the body an assembly's header announced.
-    pub async fn stream(&self, session: &mut Session, assembly: Assembly) -> Result<()> {
-        match assembly.body {
+    pub async fn stream(&self, session: &mut Session, rest: Rest) -> Result<()> {
+        match rest.0 {
             Body::None => Ok(()),
             Body::Empty => session.write_response_body(Some(Bytes::new()), true).await,
             Body::Relay(mut answer) => {
@@ -408,7 +412,7 @@ impl Plan {
                     header,
                     header_only: true,
                     report,
-                    body: Body::None,
+                    body: Rest(Body::None),
                 };
             }
             Plan::Unsatisfiable => {
@@ -419,7 +423,7 @@ impl Plan {
                     header,
                     header_only: true,
                     report,
-                    body: Body::None,
+                    body: Rest(Body::None),
                 };
             }
             Plan::Full => {
@@ -452,7 +456,7 @@ impl Plan {
             header,
             header_only: false,
             report,
-            body,
+            body: Rest(body),
         }
     }
 }
